@@ -1,1 +1,31 @@
+//! natter-server: chat over REST and WebSocket on one port, stored in SQLite.
+//!
+//! Data flows one way: socket → connection task (`ws::connection`) or REST handler
+//! (`http::*`) → store writer (commit) → hub (fan-out) → each connection's queue → socket.
+//!
+//! Layout:
+//! - [`server`]: accept loop, shutdown; `run` is the entry point for `main` and tests.
+//! - [`config`]: settings and defaults.
+//! - [`state`]: `AppState`, shared by every request and connection; the send admission check.
+//! - [`http`]: routing and the REST handlers (`auth`, `messages`, `users`).
+//! - [`ws`]: the WebSocket upgrade and the per-connection loop.
+//! - [`hub`]: connected users, per-connection bounded queues, who receives what.
+//! - [`store`]: SQLite, migrations, the group-committing writer thread.
+//! - [`auth`]: password hashing, tokens, request authentication.
+//! - [`rate`]: per-user send rate.
+//! - [`error`]: `ServerError` and its HTTP status / wire code.
+#![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod rate;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod ws;
+
+pub use config::Config;
+pub use server::run;

@@ -1,1 +1,108 @@
-fn main() {}
+//! `natter-server`: flags, logging, bind, and `natter_server::run` until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use natter_server::Config;
+use tracing_subscriber::EnvFilter;
+
+/// natter chat server: REST under /api/, WebSocket at /ws/chat/, messages stored in SQLite.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; the chosen one is printed).
+    #[arg(long, env = "NATTER_BIND", default_value = "127.0.0.1:8000")]
+    bind: SocketAddr,
+    /// SQLite database file; created and migrated if needed.
+    #[arg(long, env = "NATTER_DB", default_value = "natter.db")]
+    db: PathBuf,
+    /// Messages per second one user may send; 0 turns the limit off.
+    #[arg(long, env = "NATTER_RATE_LIMIT", default_value_t = 20)]
+    rate_limit: u32,
+    /// Messages a user may send in a burst before the rate applies.
+    #[arg(long, env = "NATTER_RATE_BURST", default_value_t = 40)]
+    rate_burst: u32,
+    /// Most WebSocket connections open at once.
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Longest message, in characters.
+    #[arg(long, env = "NATTER_MAX_MESSAGE_CHARS", default_value_t = natter_shared::validate::MAX_TEXT_CHARS)]
+    max_message_chars: usize,
+    /// Frames queued per connection before a too-slow reader is disconnected.
+    #[arg(long, env = "NATTER_QUEUE_CAPACITY", default_value_t = 1024)]
+    queue_capacity: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match serve(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("natter-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn serve(args: Args) -> anyhow::Result<()> {
+    if args.max_message_chars == 0 {
+        anyhow::bail!("--max-message-chars must be at least 1");
+    }
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another server using it?",
+                args.bind
+            )
+        })?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let mut config = Config::new(&args.db);
+    config.rate_per_sec = args.rate_limit;
+    config.rate_burst = args.rate_burst;
+    config.max_connections = args.max_connections;
+    config.max_text_chars = args.max_message_chars;
+    config.queue_capacity = args.queue_capacity;
+    // One plain line on stdout, for people and for scripts that need the port.
+    println!(
+        "natter-server listening on {addr}, database {}",
+        args.db.display()
+    );
+    tracing::info!(%addr, db = %args.db.display(), "listening");
+    natter_server::run(listener, config, shutdown_signal())
+        .await
+        .with_context(|| format!("database {}", args.db.display()))?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -35,8 +35,8 @@ pub enum ErrorCode {
     NotFound,
     /// The route exists but not for this method.
     MethodNotAllowed,
-    /// A POST whose `Content-Type` is not JSON.
-    UnsupportedMediaType,
+    /// A plain GET on the WebSocket path, without the upgrade headers.
+    UpgradeRequired,
     /// The server is at its connection limit.
     TooManyConnections,
     /// The server is shutting down.
@@ -62,7 +62,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::UpgradeRequired => "upgrade_required",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",

@@ -65,7 +65,10 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Validat
     if bytes.len() > validate::MAX_FRAME_BYTES {
         return Err(ValidationError::new(
             ErrorCode::TooLarge,
-            format!("body is larger than {} bytes", validate::MAX_FRAME_BYTES),
+            format!(
+                "body or frame is larger than {} bytes",
+                validate::MAX_FRAME_BYTES
+            ),
         ));
     }
     let text = std::str::from_utf8(bytes)

@@ -1,6 +1,7 @@
 //! Protocol properties: frames survive a JSON round trip, arbitrary input never panics the
 //! decoder, and the decoder accepts exactly what the validation rules accept.
 
+#![allow(clippy::unwrap_used)] // tests may panic
 use natter_shared::protocol::{ClientFrame, SendMessage, ServerFrame};
 use natter_shared::validate::{self, MAX_TEXT_CHARS};
 use natter_shared::{ClientId, ErrorBody, ErrorCode, Message, MessageId, Timestamp, Username};

@@ -1,0 +1,157 @@
+//! Passwords, tokens, and "who is this request".
+//!
+//! Passwords are hashed with argon2id (memory-hard) on the blocking pool, since one hash
+//! takes tens of milliseconds. Tokens are 256 random bits shown to the client once; the
+//! database keeps only their SHA-256, so a copy of the file grants nothing. Tokens never
+//! expire or change owner, so a verified token is cached in memory.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use hyper::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::error::ServerError;
+use crate::store::{Store, User};
+
+/// Cached tokens beyond which the cache starts over (bounds memory, not correctness).
+const TOKEN_CACHE_MAX: usize = 100_000;
+
+/// Longest string accepted as a token before hashing it.
+const MAX_TOKEN_CHARS: usize = 256;
+
+/// A fresh bearer token and the hash to store.
+pub fn new_token() -> Result<(String, [u8; 32]), ServerError> {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| ServerError::Internal(format!("no randomness: {e}")))?;
+    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let hash = hash_token(&token);
+    Ok((token, hash))
+}
+
+/// SHA-256 of a token: what the database stores and looks up.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Hashes a password (slow: call on the blocking pool).
+pub fn hash_password(password: &str) -> Result<String, ServerError> {
+    let mut salt_bytes = [0u8; 16];
+    getrandom::fill(&mut salt_bytes)
+        .map_err(|e| ServerError::Internal(format!("no randomness: {e}")))?;
+    let salt = SaltString::encode_b64(&salt_bytes)
+        .map_err(|e| ServerError::Internal(format!("salt: {e}")))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServerError::Internal(format!("hashing: {e}")))
+}
+
+/// Checks a password against a stored hash (slow: call on the blocking pool). A hash that
+/// does not parse verifies nothing.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// A valid hash of a password nobody has: login runs a verification against it when the
+/// user does not exist, so the reply takes as long as for a wrong password.
+pub fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password("natter-decoy-password").unwrap_or_default())
+}
+
+/// Resolves bearer tokens to users.
+pub struct Authenticator {
+    store: Store,
+    // A std mutex: held for a map lookup or insert only.
+    cache: Mutex<HashMap<[u8; 32], User>>,
+}
+
+impl Authenticator {
+    /// An authenticator over `store`.
+    pub fn new(store: Store) -> Self {
+        Authenticator {
+            store,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The user of the request's `Authorization: Bearer` token, or (when `query_token` is
+    /// given, for WebSocket clients that cannot set headers) of `?token=`.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+    ) -> Result<User, ServerError> {
+        let token = match headers.get(hyper::header::AUTHORIZATION) {
+            Some(value) => {
+                let value = value
+                    .to_str()
+                    .map_err(|_| ServerError::Unauthorized("authorization header is not text"))?;
+                let (scheme, token) = value.split_once(' ').ok_or(ServerError::Unauthorized(
+                    "authorization header must be \"Bearer TOKEN\"",
+                ))?;
+                if !scheme.eq_ignore_ascii_case("bearer") {
+                    return Err(ServerError::Unauthorized(
+                        "authorization header must be \"Bearer TOKEN\"",
+                    ));
+                }
+                token.trim()
+            }
+            None => query_token.ok_or(ServerError::Unauthorized(
+                "missing token; send \"Authorization: Bearer TOKEN\" (log in at /api/auth/login)",
+            ))?,
+        };
+        if token.is_empty() || token.len() > MAX_TOKEN_CHARS {
+            return Err(ServerError::Unauthorized("invalid token"));
+        }
+        let hash = hash_token(token);
+        if let Some(user) = self.lock().get(&hash) {
+            return Ok(user.clone());
+        }
+        let user = self
+            .store
+            .user_by_token(hash)
+            .await?
+            .ok_or(ServerError::Unauthorized("invalid token; log in again"))?;
+        let mut cache = self.lock();
+        if cache.len() >= TOKEN_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(hash, user.clone());
+        Ok(user)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], User>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_themselves() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong horse", &h));
+        assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let (a, ha) = new_token().unwrap();
+        let (b, _) = new_token().unwrap();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert_eq!(hash_token(&a), ha);
+    }
+}

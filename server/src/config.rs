@@ -1,0 +1,47 @@
+//! Server settings with their defaults. `main.rs` fills them from flags and environment;
+//! tests build them directly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use natter_shared::validate::MAX_TEXT_CHARS;
+
+/// Everything `run` needs to know besides the listener.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The SQLite database file; created if missing.
+    pub db_path: PathBuf,
+    /// Messages per second one user may send (all connections and REST together); 0 = no limit.
+    pub rate_per_sec: u32,
+    /// How many messages a user may send at once before the rate applies.
+    pub rate_burst: u32,
+    /// Most WebSocket connections open at once; further upgrades get 503.
+    pub max_connections: usize,
+    /// Longest message text, in characters.
+    pub max_text_chars: usize,
+    /// Frames one connection may have queued for sending before it is closed as too slow.
+    pub queue_capacity: usize,
+    /// How often the server pings each WebSocket.
+    pub ping_interval: Duration,
+    /// A WebSocket silent (no frame, no pong) for this long is dropped.
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for connections to close before giving up on them.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Defaults with the given database file.
+    pub fn new(db_path: impl Into<PathBuf>) -> Self {
+        Config {
+            db_path: db_path.into(),
+            rate_per_sec: 20,
+            rate_burst: 40,
+            max_connections: 10_000,
+            max_text_chars: MAX_TEXT_CHARS,
+            queue_capacity: 1024,
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(4),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! HTTP routing and the JSON helpers every handler uses.
+//!
+//! `handle` is the hyper service: it routes (method, path) to a handler and turns any
+//! [`ServerError`] into `{"error":{"code","message"}}` with the matching status. Paths match
+//! with or without their trailing slash. Adding an endpoint: a handler in `http/<area>.rs`
+//! and one line in `route`.
+
+mod auth;
+mod messages;
+mod users;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use natter_shared::validate::MAX_FRAME_BYTES;
+use natter_shared::{ErrorCode, ErrorResponse, ValidationError};
+use serde::Serialize;
+
+use crate::error::ServerError;
+use crate::state::AppState;
+use crate::ws;
+
+/// Response body type for every reply.
+pub type Body = Full<Bytes>;
+
+/// The hyper service function.
+pub async fn handle(
+    req: Request<Incoming>,
+    state: Arc<AppState>,
+) -> Result<Response<Body>, Infallible> {
+    let method = req.method().clone();
+    // The path only: query strings can carry tokens and are never logged.
+    let path = req.uri().path().to_owned();
+    let response = match route(req, &state).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status().is_client_error() {
+                tracing::debug!(%method, %path, code = %e.code(), error = %e, "request refused");
+            }
+            error_response(&e)
+        }
+    };
+    tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+    Ok(response)
+}
+
+async fn route(
+    req: Request<Incoming>,
+    state: &Arc<AppState>,
+) -> Result<Response<Body>, ServerError> {
+    let path = req.uri().path();
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let method = req.method();
+    match path {
+        "/healthz" => match *method {
+            Method::GET | Method::HEAD => {
+                Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+            }
+            _ => Err(ServerError::MethodNotAllowed("GET")),
+        },
+        "/api/auth/register" => match *method {
+            Method::POST => auth::register(req, state).await,
+            _ => Err(ServerError::MethodNotAllowed("POST")),
+        },
+        "/api/auth/login" => match *method {
+            Method::POST => auth::login(req, state).await,
+            _ => Err(ServerError::MethodNotAllowed("POST")),
+        },
+        "/api/chat/messages" => match *method {
+            Method::GET => messages::list(req, state).await,
+            Method::POST => messages::post(req, state).await,
+            _ => Err(ServerError::MethodNotAllowed("GET, POST")),
+        },
+        "/api/users" => match *method {
+            Method::GET => users::list(req, state).await,
+            _ => Err(ServerError::MethodNotAllowed("GET")),
+        },
+        "/ws/chat" => match *method {
+            Method::GET => ws::upgrade::handle(req, state).await,
+            _ => Err(ServerError::MethodNotAllowed("GET")),
+        },
+        _ => Err(ServerError::NotFound(req.uri().path().to_owned())),
+    }
+}
+
+/// A JSON reply.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    // Our reply types are plain data; serializing them cannot fail.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The error reply for `e`.
+pub fn error_response(e: &ServerError) -> Response<Body> {
+    let mut r = json(e.status(), &ErrorResponse { error: e.body() });
+    if let ServerError::MethodNotAllowed(allow) = e {
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    r
+}
+
+pub use messages::parse_id as messages_query_id;
+
+/// Reads a request body of at most [`MAX_FRAME_BYTES`].
+pub async fn read_body(req: Request<Incoming>) -> Result<Bytes, ServerError> {
+    let too_large = || {
+        ServerError::Invalid(ValidationError::new(
+            ErrorCode::TooLarge,
+            format!("body is larger than {MAX_FRAME_BYTES} bytes"),
+        ))
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_FRAME_BYTES as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), MAX_FRAME_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(ServerError::Invalid(ValidationError::new(
+            ErrorCode::InvalidJson,
+            "could not read the request body",
+        ))),
+    }
+}
+
+/// The query string's `name=value` pairs, percent-decoded.
+pub fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}

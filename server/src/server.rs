@@ -1,0 +1,107 @@
+//! The accept loop and the server's life: start, serve, shut down.
+//!
+//! `run` owns the listener. Each TCP connection gets a hyper HTTP/1 task (with upgrades);
+//! WebSocket tasks are spawned by the upgrade handler onto the same `TaskTracker`. On
+//! shutdown: stop accepting, cancel the token (WebSocket tasks send close 1001), let hyper
+//! finish in-flight requests, wait for all tasks up to the grace period, then let the store
+//! writer drain its queue and stop.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::rate::RateLimiter;
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+
+/// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StoreError> {
+    let hub = Arc::new(Hub::new(config.queue_capacity));
+    let publisher = Arc::clone(&hub);
+    let (store, writer) = Store::open(
+        &config.db_path,
+        Box::new(move |messages| publisher.publish(messages)),
+    )?;
+    let state = Arc::new(AppState {
+        auth: Authenticator::new(store.clone()),
+        limiter: RateLimiter::new(config.rate_per_sec, config.rate_burst),
+        connections: Arc::new(Semaphore::new(config.max_connections)),
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+        store,
+        hub,
+        config,
+    });
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Usually out of file descriptors: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let conn_state = Arc::clone(&state);
+                let service = service_fn(move |req| crate::http::handle(req, Arc::clone(&conn_state)));
+                let conn = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades();
+                let stop = state.shutdown.clone();
+                state.tasks.spawn(async move {
+                    tokio::pin!(conn);
+                    let result = tokio::select! {
+                        r = conn.as_mut() => r,
+                        () = stop.cancelled() => {
+                            // Finish the request in flight, then close; idle keep-alive
+                            // connections close at once.
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "http connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+
+    tracing::info!("shutting down");
+    drop(listener);
+    state.shutdown.cancel();
+    state.tasks.close();
+    let grace = state.config.shutdown_grace;
+    let drained = tokio::time::timeout(grace, state.tasks.wait()).await;
+    if drained.is_err() {
+        tracing::warn!("some connections did not close within {grace:?}");
+        return Ok(());
+    }
+    // Every task is done, so this is the last `Store` handle: dropping it lets the writer
+    // commit what is queued and exit.
+    drop(state);
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}

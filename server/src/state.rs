@@ -1,0 +1,57 @@
+//! `AppState`: what every handler and connection shares, built once by `server::run`.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::rate::RateLimiter;
+use crate::store::Store;
+
+/// Shared by every request and connection.
+pub struct AppState {
+    /// Settings.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// Who is connected; fan-out.
+    pub hub: Arc<Hub>,
+    /// Bearer tokens → users.
+    pub auth: Authenticator,
+    /// Per-user send rate.
+    pub limiter: RateLimiter,
+    /// One permit per open WebSocket, `max_connections` in all.
+    pub connections: Arc<Semaphore>,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Tracks WebSocket tasks so shutdown can wait for their close frames.
+    pub tasks: TaskTracker,
+}
+
+impl AppState {
+    /// The checks every send passes before it is queued for storage, whichever transport
+    /// it came by: the claimed sender must be the token's user, and the user must be within
+    /// their send rate.
+    pub fn admit(
+        &self,
+        user: &crate::store::User,
+        message: &natter_shared::SendMessage,
+    ) -> Result<(), crate::error::ServerError> {
+        if let Some(claimed) = &message.sender_username {
+            if !claimed.eq_ignore_ascii_case(user.username.as_str()) {
+                return Err(crate::error::ServerError::Forbidden(format!(
+                    "you are {}; you cannot send as {claimed:?}",
+                    user.username
+                )));
+            }
+        }
+        if !self.limiter.allow(user.id) {
+            return Err(crate::error::ServerError::RateLimited);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,291 @@
+//! The writer thread: the one connection that writes, committing in groups.
+//!
+//! It blocks for the first queued write, takes every other write already queued (up to
+//! [`MAX_BATCH`]), applies them in one transaction (each in its own savepoint, so one bad
+//! write cannot sink its neighbours), commits once, hands the new messages to `on_commit`
+//! and only then answers each caller. Under load, batches grow by themselves: the longer a
+//! commit takes, the more writes queue up for the next one.
+//!
+//! Being the only writer also makes the checks race-free: "is this name taken", "has this
+//! client_id been used" and the insert that follows run with no other writer in between.
+
+use natter_shared::protocol::SendMessage;
+use natter_shared::{Message, MessageId, Timestamp, Username};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{RegisterOutcome, SendOutcome, StoreError, User, UserId, message_from_row};
+
+/// Most writes in one transaction: bounds how long the first of them waits.
+const MAX_BATCH: usize = 2048;
+
+/// Called with each committed batch's new messages, in id order, before the senders are
+/// answered. Runs on the writer thread, so it must not block.
+pub type OnCommit = Box<dyn Fn(&[Message]) + Send + 'static>;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One queued write.
+pub(super) enum Write {
+    Message {
+        sender: User,
+        message: SendMessage,
+        reply: Reply<SendOutcome>,
+    },
+    Register {
+        username: Username,
+        password_hash: String,
+        token_hash: [u8; 32],
+        reply: Reply<RegisterOutcome>,
+    },
+    AddToken {
+        user: UserId,
+        token_hash: [u8; 32],
+        reply: Reply<()>,
+    },
+}
+
+/// What applying a write produced, waiting for the commit to be answered.
+enum Applied {
+    Message(Reply<SendOutcome>, Result<SendOutcome, StoreError>),
+    Register(Reply<RegisterOutcome>, Result<RegisterOutcome, StoreError>),
+    AddToken(Reply<()>, Result<(), StoreError>),
+}
+
+pub(super) fn spawn(
+    conn: Connection,
+    rx: mpsc::Receiver<Write>,
+    on_commit: OnCommit,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("natter-store-writer".into())
+        .spawn(move || run(conn, rx, on_commit))
+        // Failing to start a thread at startup is unrecoverable (out of memory or pids).
+        .unwrap_or_else(|e| panic!("cannot start the store writer thread: {e}"))
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Write>, on_commit: OnCommit) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, &mut batch, &on_commit);
+    }
+    tracing::debug!("store writer finished");
+}
+
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>, on_commit: &OnCommit) {
+    let size = batch.len();
+    let mut applied = Vec::with_capacity(size);
+    let committed = (|| -> Result<(), StoreError> {
+        let mut tx = conn.transaction()?;
+        for w in batch.drain(..) {
+            applied.push(apply_in_savepoint(&mut tx, w));
+        }
+        tx.commit()?;
+        Ok(())
+    })();
+    // `drain` may have stopped early if the transaction failed to start.
+    let leftover = std::mem::take(batch);
+    match committed {
+        Ok(()) => {
+            let stored: Vec<Message> = applied
+                .iter()
+                .filter_map(|a| match a {
+                    Applied::Message(_, Ok(SendOutcome::Stored(m))) => Some(m.clone()),
+                    _ => None,
+                })
+                .collect();
+            if !stored.is_empty() {
+                on_commit(&stored);
+            }
+            tracing::debug!(size, stored = stored.len(), "committed batch");
+            for a in applied {
+                answer(a);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, size, "batch commit failed; nothing in it was stored");
+            for a in applied {
+                answer_failed(a, &e);
+            }
+        }
+    }
+    for w in leftover {
+        fail(w);
+    }
+}
+
+fn apply_in_savepoint(tx: &mut Transaction<'_>, w: Write) -> Applied {
+    match w {
+        Write::Message {
+            sender,
+            message,
+            reply,
+        } => Applied::Message(
+            reply,
+            in_savepoint(tx, |t| insert_message(t, &sender, message)),
+        ),
+        Write::Register {
+            username,
+            password_hash,
+            token_hash,
+            reply,
+        } => Applied::Register(
+            reply,
+            in_savepoint(tx, |t| {
+                insert_user(t, username, &password_hash, &token_hash)
+            }),
+        ),
+        Write::AddToken {
+            user,
+            token_hash,
+            reply,
+        } => Applied::AddToken(
+            reply,
+            in_savepoint(tx, |t| insert_token(t, user, &token_hash)),
+        ),
+    }
+}
+
+fn in_savepoint<T>(
+    tx: &mut Transaction<'_>,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    let sp = tx.savepoint()?;
+    match f(&sp) {
+        Ok(v) => {
+            sp.commit()?;
+            Ok(v)
+        }
+        // Dropping the savepoint rolls it back.
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn insert_message(c: &Connection, sender: &User, m: SendMessage) -> rusqlite::Result<SendOutcome> {
+    if let Some(cid) = &m.client_id {
+        let earlier = c
+            .prepare_cached(
+                "SELECT m.id, s.username, r.username, m.text, m.created_at, m.client_id \
+                 FROM messages m JOIN users s ON s.id = m.sender_id \
+                 LEFT JOIN users r ON r.id = m.receiver_id \
+                 WHERE m.sender_id = ?1 AND m.client_id = ?2",
+            )?
+            .query_row(params![sender.id.0, cid.as_str()], message_from_row)
+            .optional()?;
+        if let Some(earlier) = earlier {
+            return Ok(SendOutcome::Duplicate(earlier));
+        }
+    }
+    let receiver = match &m.receiver_username {
+        None => None,
+        Some(name) => {
+            let found = c
+                .prepare_cached("SELECT id, username FROM users WHERE username_key = ?1")?
+                .query_row([name.key()], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()?;
+            match found {
+                // The stored spelling, not the one the sender typed.
+                Some((id, stored)) => Some((id, Username::parse(&stored).unwrap_or(name.clone()))),
+                None => return Ok(SendOutcome::UnknownReceiver(name.to_string())),
+            }
+        }
+    };
+    let created_at = Timestamp::now();
+    c.prepare_cached(
+        "INSERT INTO messages (sender_id, receiver_id, text, created_at, client_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        sender.id.0,
+        receiver.as_ref().map(|r| r.0),
+        m.text,
+        created_at.unix_millis(),
+        m.client_id.as_ref().map(|c| c.as_str()),
+    ])?;
+    Ok(SendOutcome::Stored(Message {
+        id: MessageId(c.last_insert_rowid()),
+        sender_username: sender.username.clone(),
+        receiver_username: receiver.map(|r| r.1),
+        text: m.text,
+        created_at,
+        client_id: m.client_id,
+    }))
+}
+
+fn insert_user(
+    c: &Connection,
+    username: Username,
+    password_hash: &str,
+    token_hash: &[u8; 32],
+) -> rusqlite::Result<RegisterOutcome> {
+    let taken = c
+        .prepare_cached("SELECT 1 FROM users WHERE username_key = ?1")?
+        .exists([username.key()])?;
+    if taken {
+        return Ok(RegisterOutcome::Taken);
+    }
+    let now = Timestamp::now().unix_millis();
+    c.prepare_cached(
+        "INSERT INTO users (username, username_key, password_hash, created_at) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        username.as_str(),
+        username.key(),
+        password_hash,
+        now
+    ])?;
+    let id = UserId(c.last_insert_rowid());
+    insert_token(c, id, token_hash)?;
+    Ok(RegisterOutcome::Created(User { id, username }))
+}
+
+fn insert_token(c: &Connection, user: UserId, token_hash: &[u8; 32]) -> rusqlite::Result<()> {
+    c.prepare_cached("INSERT INTO tokens (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            &token_hash[..],
+            user.0,
+            Timestamp::now().unix_millis()
+        ])?;
+    Ok(())
+}
+
+fn reply_err(w: Write, e: StoreError) -> Applied {
+    match w {
+        Write::Message { reply, .. } => Applied::Message(reply, Err(e)),
+        Write::Register { reply, .. } => Applied::Register(reply, Err(e)),
+        Write::AddToken { reply, .. } => Applied::AddToken(reply, Err(e)),
+    }
+}
+
+/// Answers a caller after a successful commit. A caller that stopped waiting (its client
+/// went away) is no error: the write is committed either way.
+fn answer(a: Applied) {
+    match a {
+        Applied::Message(reply, r) => drop(reply.send(r)),
+        Applied::Register(reply, r) => drop(reply.send(r)),
+        Applied::AddToken(reply, r) => drop(reply.send(r)),
+    }
+}
+
+fn answer_failed(a: Applied, e: &StoreError) {
+    let err = || StoreError::CommitFailed(e.to_string());
+    match a {
+        Applied::Message(reply, _) => drop(reply.send(Err(err()))),
+        Applied::Register(reply, _) => drop(reply.send(Err(err()))),
+        Applied::AddToken(reply, _) => drop(reply.send(Err(err()))),
+    }
+}
+
+fn fail(w: Write) {
+    answer(reply_err(w, StoreError::Closed));
+}

@@ -1,0 +1,120 @@
+//! Turns `GET /ws/chat/` into a WebSocket.
+//!
+//! Everything that can refuse the connection (headers, token, `?after=`, the connection
+//! limit, shutdown) is checked before the 101, so a refusal is an ordinary JSON error
+//! reply. The upgrade itself can only complete after hyper has sent the 101, so the
+//! connection runs in a task spawned here [hyper `examples/upgrades.rs`].
+
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{
+    CONNECTION, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
+    UPGRADE,
+};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::connection::{self, Connection};
+use crate::error::ServerError;
+use crate::http::{Body, messages_query_id, query_pairs};
+use crate::state::AppState;
+
+/// Largest message tungstenite will assemble. Frames between the protocol's 64 KiB and this
+/// get a `too_large` error frame and the connection stays open; beyond it the connection is
+/// closed with 1009, since the bytes would have to be read to be skipped.
+const MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// tungstenite's read buffer. Its default (128 KiB, zero-filled on first read) would be
+/// most of an idle connection's memory; chat frames are small.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Validates the upgrade request and answers 101, spawning the connection.
+pub async fn handle(
+    mut req: Request<Incoming>,
+    state: &Arc<AppState>,
+) -> Result<Response<Body>, ServerError> {
+    let headers = req.headers();
+    let has_token = |name, want: &str| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(want)))
+    };
+    if !has_token(UPGRADE, "websocket") || !has_token(CONNECTION, "upgrade") {
+        return Err(ServerError::UpgradeRequired);
+    }
+    if headers
+        .get(SEC_WEBSOCKET_VERSION)
+        .and_then(|v| v.to_str().ok())
+        != Some("13")
+    {
+        return Err(ServerError::UpgradeRequired);
+    }
+    let key = headers
+        .get(SEC_WEBSOCKET_KEY)
+        .ok_or(ServerError::UpgradeRequired)?
+        .as_bytes()
+        .to_vec();
+
+    let pairs = query_pairs(&req);
+    let query_token = pairs
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.as_str());
+    let user = state.auth.authenticate(req.headers(), query_token).await?;
+    let after = pairs
+        .iter()
+        .find(|(k, _)| k == "after")
+        .map(|(_, v)| messages_query_id("after", v))
+        .transpose()?;
+    if state.shutdown.is_cancelled() {
+        return Err(ServerError::ShuttingDown);
+    }
+    let permit = Arc::clone(&state.connections)
+        .try_acquire_owned()
+        .map_err(|_| ServerError::TooManyConnections)?;
+
+    let task_state = Arc::clone(state);
+    state.tasks.spawn(async move {
+        let upgraded = match hyper::upgrade::on(&mut req).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
+            .write_buffer_size(0)
+            .max_message_size(Some(MAX_WS_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_WS_MESSAGE_BYTES));
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        connection::run(
+            ws,
+            Connection {
+                user,
+                after,
+                state: task_state,
+                _permit: permit,
+            },
+        )
+        .await;
+    });
+
+    let mut r = Response::new(Full::default());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    let accept = HeaderValue::from_str(&derive_accept_key(&key))
+        .map_err(|e| ServerError::Internal(format!("accept header: {e}")))?;
+    h.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    Ok(r)
+}
