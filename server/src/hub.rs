@@ -46,6 +46,8 @@ pub struct Subscription {
     pub rx: mpsc::Receiver<Outbound>,
     /// Cancelled when the queue overflowed: close the connection.
     pub overflowed: CancellationToken,
+    /// Users online when this connection registered, sorted by name.
+    pub online: Vec<Username>,
 }
 
 struct Peer {
@@ -81,9 +83,10 @@ impl Hub {
         self.users.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a connection for `user`. If it is the user's first, everyone (this connection
-    /// included) is told they are online. Register before reading history, so nothing
-    /// committed after the read can be missed.
+    /// Adds a connection for `user`. If it is the user's first, every other connection is
+    /// told they are online. Register before reading history, so nothing committed after the
+    /// read can be missed. The subscription carries who was online at that moment (this
+    /// user included): presence changes after it arrive through the queue.
     pub fn register(&self, user: &Username) -> Subscription {
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(self.queue_capacity);
@@ -93,18 +96,26 @@ impl Hub {
             username: user.clone(),
             conns: HashMap::new(),
         });
-        let first = entry.conns.is_empty();
-        entry.conns.insert(
-            id,
-            Peer {
-                tx,
-                overflowed: overflowed.clone(),
-            },
-        );
-        if first {
+        if entry.conns.is_empty() {
             Self::deliver_all(&users, &presence_frame(user, true));
         }
-        Subscription { id, rx, overflowed }
+        if let Some(entry) = users.get_mut(&user.key()) {
+            entry.conns.insert(
+                id,
+                Peer {
+                    tx,
+                    overflowed: overflowed.clone(),
+                },
+            );
+        }
+        let mut online: Vec<Username> = users.values().map(|u| u.username.clone()).collect();
+        online.sort_by_key(Username::key);
+        Subscription {
+            id,
+            rx,
+            overflowed,
+            online,
+        }
     }
 
     /// Removes a connection; if it was the user's last, everyone is told they are offline.
@@ -265,6 +276,7 @@ mod tests {
         let a1 = hub.register(&name("a"));
         let a2 = hub.register(&name("a"));
         assert_eq!(drain(&mut watcher).len(), 1);
+        assert_eq!(a2.online, vec![name("a"), name("w")]);
         hub.unregister(&name("a"), a1.id);
         assert!(drain(&mut watcher).is_empty());
         assert!(hub.is_online(&name("A")));

@@ -5,7 +5,8 @@
 //! 2. With `?after=ID`, replay the visible history after ID from the store, in pages. A
 //!    message committed during the replay is both in the store and in the queue; it is sent
 //!    once because queued messages with an id at or below the last replayed one are skipped.
-//! 3. Send `ready`, then loop: frames from the client go to the store (several may be in
+//! 3. Send `ready` and a `presence` frame for each user online at registration (changes
+//!    after that come through the queue), then loop: frames from the client go to the store (several may be in
 //!    flight; the writer keeps their order), and queued frames go to the client in batches.
 //! 4. On any exit (client close, error, silence, overflow, shutdown), unregister.
 //!
@@ -84,7 +85,7 @@ where
     tracing::info!("connected");
     let (mut sink, mut stream) = ws.split();
 
-    let end = match replay(&mut sink, &conn).await {
+    let end = match replay(&mut sink, &conn, &sub.online).await {
         Ok(last_replayed) => session(&mut sink, &mut stream, &conn, &mut sub, last_replayed).await,
         Err(Failure::Socket) => End::Error,
         Err(Failure::Store(e)) => {
@@ -120,8 +121,12 @@ enum Failure {
     Store(StoreError),
 }
 
-/// Steps 2 and the `ready` frame; returns the newest id replayed.
-async fn replay<K>(sink: &mut K, conn: &Connection) -> Result<Option<MessageId>, Failure>
+/// Step 2, the `ready` frame and who is online; returns the newest id replayed.
+async fn replay<K>(
+    sink: &mut K,
+    conn: &Connection,
+    online: &[natter_shared::Username],
+) -> Result<Option<MessageId>, Failure>
 where
     K: Sink<WsMessage, Error = WsError> + Unpin,
 {
@@ -157,9 +162,19 @@ where
         username: conn.user.username.clone(),
         last_id: last,
     };
-    sink.send(WsMessage::text(ready.encode()))
+    sink.feed(WsMessage::text(ready.encode()))
         .await
         .map_err(|_| Failure::Socket)?;
+    for username in online {
+        let presence = ServerFrame::Presence {
+            username: username.clone(),
+            online: true,
+        };
+        sink.feed(WsMessage::text(presence.encode()))
+            .await
+            .map_err(|_| Failure::Socket)?;
+    }
+    sink.flush().await.map_err(|_| Failure::Socket)?;
     Ok(last)
 }
 

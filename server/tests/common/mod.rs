@@ -1,0 +1,259 @@
+//! Test harness: the real `natter-server` binary on 127.0.0.1 port 0 with a temporary
+//! database, and thin HTTP / WebSocket clients that speak to it over real sockets.
+#![allow(dead_code, clippy::unwrap_used)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use natter_shared::{Message, ServerFrame};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server process and its database directory.
+pub struct TestServer {
+    pub child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    pub extra_args: Vec<String>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh database.
+    pub fn start() -> TestServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra flags (the rate limit is off unless the flags set it).
+    pub fn start_with(args: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(&dir.path().join("natter.db"), &extra_args);
+        TestServer {
+            child,
+            addr,
+            dir,
+            extra_args,
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("natter.db")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts a new server process on the same database (after `kill9` or `terminate`).
+    pub fn restart(&mut self) {
+        let (child, addr) = spawn(&self.db_path(), &self.extra_args);
+        self.child = child;
+        self.addr = addr;
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not exit within 10 s of SIGTERM");
+    }
+
+    /// Registers `name` (password "password1") and returns its token.
+    pub async fn register(&self, name: &str) -> String {
+        let r = http()
+            .post(self.url("/api/auth/register"))
+            .json(&json!({"username": name, "password": "password1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "registering {name}");
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// POSTs a message body with `token`; returns status and JSON body.
+    pub async fn post(&self, token: &str, body: Value) -> (u16, Value) {
+        let r = http()
+            .post(self.url("/api/chat/messages/"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// Every message `token`'s user may see (up to 1000).
+    pub async fn history(&self, token: &str) -> Vec<Message> {
+        let r = http()
+            .get(self.url("/api/chat/messages/?after=0&limit=1000"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// Opens a WebSocket as `token`'s user, optionally resuming after an id, and reads up to
+    /// and including the `ready` frame; returns the client and the frames before `ready`.
+    pub async fn connect(&self, token: &str, after: Option<i64>) -> (Ws, Vec<Message>) {
+        let mut ws = self.connect_raw(token, after).await.unwrap();
+        let mut replayed = Vec::new();
+        loop {
+            match ws.next_frame().await {
+                ServerFrame::ChatMessage { message } => replayed.push(message),
+                ServerFrame::Ready { .. } => return (ws, replayed),
+                ServerFrame::Presence { .. } => {}
+                other => panic!("unexpected frame before ready: {other:?}"),
+            }
+        }
+    }
+
+    /// Opens a WebSocket without reading anything; the handshake error if refused.
+    pub async fn connect_raw(
+        &self,
+        token: &str,
+        after: Option<i64>,
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        let url = match after {
+            Some(id) => format!("ws://{}/ws/chat/?after={id}", self.addr),
+            None => format!("ws://{}/ws/chat/", self.addr),
+        };
+        let mut req = url.into_client_request().unwrap();
+        if !token.is_empty() {
+            req.headers_mut().insert(
+                "authorization",
+                HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+            );
+        }
+        let (inner, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("websocket connect timed out")?;
+        Ok(Ws { inner })
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(db: &std::path::Path, extra: &[String]) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter-server"));
+    cmd.args(["--bind", "127.0.0.1:0", "--db"])
+        .arg(db)
+        .args(["--rate-limit", "0"])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no address in server's first line: {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(WAIT).build().unwrap()
+}
+
+/// A test WebSocket client.
+pub struct Ws {
+    pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    /// Sends a JSON text frame.
+    pub async fn send_json(&mut self, v: Value) {
+        self.inner
+            .send(WsMessage::text(v.to_string()))
+            .await
+            .unwrap();
+    }
+
+    /// Sends a raw frame.
+    pub async fn send_raw(&mut self, m: WsMessage) {
+        self.inner.send(m).await.unwrap();
+    }
+
+    /// The next raw WebSocket message (pings are answered by tungstenite).
+    pub async fn next_raw(&mut self) -> Option<WsMessage> {
+        loop {
+            match tokio::time::timeout(WAIT, self.inner.next()).await {
+                Err(_) => panic!("no frame within {WAIT:?}"),
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => panic!("websocket error: {e}"),
+                Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+                Ok(Some(Ok(m))) => return Some(m),
+            }
+        }
+    }
+
+    /// The next server frame, decoded.
+    pub async fn next_frame(&mut self) -> ServerFrame {
+        match self.next_raw().await {
+            Some(WsMessage::Text(t)) => {
+                ServerFrame::decode(&t).unwrap_or_else(|e| panic!("undecodable frame {t}: {e}"))
+            }
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// The next chat message, skipping presence frames.
+    pub async fn next_message(&mut self) -> Message {
+        loop {
+            match self.next_frame().await {
+                ServerFrame::ChatMessage { message } => return message,
+                ServerFrame::Presence { .. } => continue,
+                other => panic!("expected a chat message, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next error frame's code and client_id, skipping presence frames.
+    pub async fn next_error(&mut self) -> (String, Option<String>) {
+        loop {
+            match self.next_frame().await {
+                ServerFrame::Error { error, client_id } => {
+                    return (error.code.as_str().to_owned(), client_id);
+                }
+                ServerFrame::Presence { .. } => continue,
+                other => panic!("expected an error frame, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Who receives what: group messages reach everyone, direct messages only their two
+//! parties, whichever transport they were sent by.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::TestServer;
+use natter_shared::ServerFrame;
+use serde_json::json;
+
+/// A group message sent over WebSocket reaches every connected user, the sender included
+/// (its echo), after it is stored.
+#[tokio::test]
+async fn group_message_reaches_everyone() {
+    let server = TestServer::start();
+    let (a, b, c) = (
+        server.register("alice").await,
+        server.register("bob").await,
+        server.register("carol").await,
+    );
+    let (mut wa, _) = server.connect(&a, None).await;
+    let (mut wb, _) = server.connect(&b, None).await;
+    let (mut wc, _) = server.connect(&c, None).await;
+    wa.send_json(json!({"type": "chat_message", "message": "hello all", "client_id": "g1"}))
+        .await;
+    for ws in [&mut wa, &mut wb, &mut wc] {
+        let m = ws.next_message().await;
+        assert_eq!(m.text, "hello all");
+        assert_eq!(m.sender_username.as_str(), "alice");
+        assert_eq!(m.receiver_username, None);
+        assert_eq!(m.client_id.as_ref().map(|c| c.as_str()), Some("g1"));
+    }
+    assert_eq!(server.history(&c).await.len(), 1, "stored once");
+}
+
+/// A direct message reaches every connection of its two parties; a third user connected at
+/// the same time receives nothing, and the third user's GET does not list it.
+#[tokio::test]
+async fn direct_message_reaches_only_its_two_parties() {
+    let server = TestServer::start();
+    let (a, b, c) = (
+        server.register("alice").await,
+        server.register("bob").await,
+        server.register("carol").await,
+    );
+    let (mut wa, _) = server.connect(&a, None).await;
+    let (mut wb1, _) = server.connect(&b, None).await;
+    let (mut wb2, _) = server.connect(&b, None).await;
+    let (mut wc, _) = server.connect(&c, None).await;
+
+    // One DM by WebSocket, one by REST, then a group message as a marker: frames arrive in
+    // id order, so if carol's first chat message is the marker she got neither DM.
+    wa.send_json(json!({"message": "psst ws", "receiver_username": "bob"}))
+        .await;
+    let (status, _) = server
+        .post(&a, json!({"text": "psst rest", "receiver_username": "BOB"}))
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = server.post(&c, json!({"text": "marker"})).await;
+    assert_eq!(status, 201);
+
+    for ws in [&mut wa, &mut wb1, &mut wb2] {
+        let texts = [
+            ws.next_message().await,
+            ws.next_message().await,
+            ws.next_message().await,
+        ]
+        .map(|m| m.text);
+        assert_eq!(texts, ["psst ws", "psst rest", "marker"]);
+    }
+    let first_for_carol = wc.next_message().await;
+    assert_eq!(first_for_carol.text, "marker");
+
+    let carol_sees: Vec<_> = server
+        .history(&c)
+        .await
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(carol_sees, ["marker"]);
+    let bob_sees = server.history(&b).await;
+    assert_eq!(bob_sees.len(), 3);
+    assert_eq!(
+        bob_sees[0].receiver_username.as_ref().unwrap().as_str(),
+        "bob"
+    );
+}
+
+/// A message POSTed over REST reaches open sockets (the seed app's REST sends never did).
+#[tokio::test]
+async fn rest_post_reaches_open_sockets() {
+    let server = TestServer::start();
+    let (a, b) = (server.register("alice").await, server.register("bob").await);
+    let (mut wb, _) = server.connect(&b, None).await;
+    let (status, body) = server.post(&a, json!({"text": "via rest"})).await;
+    assert_eq!(status, 201);
+    let m = wb.next_message().await;
+    assert_eq!(m.text, "via rest");
+    assert_eq!(m.id.0, body["id"].as_i64().unwrap());
+}
+
+/// `ready` names the connection's user and is followed by who is online; presence then
+/// announces the first connection of a user and the close of their last one.
+#[tokio::test]
+async fn ready_and_presence() {
+    let server = TestServer::start();
+    let (a, b) = (server.register("alice").await, server.register("bob").await);
+    let mut wa = server.connect_raw(&a, None).await.unwrap();
+    assert_eq!(
+        wa.next_frame().await,
+        ServerFrame::Ready {
+            username: "alice".parse_name(),
+            last_id: None
+        }
+    );
+    // Then who is online right now, herself included.
+    assert_eq!(
+        wa.next_frame().await,
+        ServerFrame::Presence {
+            username: "alice".parse_name(),
+            online: true
+        }
+    );
+    let (wb, _) = server.connect(&b, None).await;
+    assert_eq!(
+        wa.next_frame().await,
+        ServerFrame::Presence {
+            username: "bob".parse_name(),
+            online: true
+        }
+    );
+    let users: serde_json::Value = common::http()
+        .get(server.url("/api/users/"))
+        .bearer_auth(&a)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        users,
+        json!([{"username": "alice", "online": true}, {"username": "bob", "online": true}])
+    );
+    drop(wb);
+    assert_eq!(
+        wa.next_frame().await,
+        ServerFrame::Presence {
+            username: "bob".parse_name(),
+            online: false
+        }
+    );
+}
+
+trait ParseName {
+    fn parse_name(&self) -> natter_shared::Username;
+}
+
+impl ParseName for &str {
+    fn parse_name(&self) -> natter_shared::Username {
+        natter_shared::Username::parse(self).unwrap()
+    }
+}
