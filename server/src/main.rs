@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 /// natter chat server: REST under /api/, WebSocket at /ws/chat/, messages stored in SQLite.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_override_self = true)]
 struct Args {
     /// Address to listen on (port 0 picks a free port; the chosen one is printed).
     #[arg(long, env = "NATTER_BIND", default_value = "127.0.0.1:8000")]
