@@ -34,6 +34,10 @@ struct Args {
     /// Frames queued per connection before a too-slow reader is disconnected.
     #[arg(long, env = "NATTER_QUEUE_CAPACITY", default_value_t = 1024)]
     queue_capacity: usize,
+    /// Seconds a WebSocket may stay silent (no frame, no pong) before it is dropped; the
+    /// server pings at a third of this.
+    #[arg(long, env = "NATTER_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +76,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.max_connections = args.max_connections;
     config.max_text_chars = args.max_message_chars;
     config.queue_capacity = args.queue_capacity;
+    config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
+    config.ping_interval = config.idle_timeout / 3;
     // One plain line on stdout, for people and for scripts that need the port.
     println!(
         "natter-server listening on {addr}, database {}",
