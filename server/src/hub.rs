@@ -135,20 +135,24 @@ impl Hub {
     /// Delivers committed messages, in the order given (the store's id order), to every
     /// connection allowed to see each one.
     pub fn publish(&self, messages: &[Message]) {
-        let users = self.lock();
-        for m in messages {
-            let out = Outbound {
+        // Encode before taking the lock: each message once, shared by every receiver.
+        let frames: Vec<Outbound> = messages
+            .iter()
+            .map(|m| Outbound {
                 id: Some(m.id),
                 frame: WsMessage::text(ServerFrame::encode_chat_message(m)),
-            };
+            })
+            .collect();
+        let users = self.lock();
+        for (m, out) in messages.iter().zip(&frames) {
             match &m.receiver_username {
-                None => Self::deliver_all(&users, &out),
+                None => Self::deliver_all(&users, out),
                 Some(receiver) => {
                     let sender_key = m.sender_username.key();
                     let receiver_key = receiver.key();
                     for key in [&sender_key, &receiver_key] {
                         if let Some(u) = users.get(key) {
-                            Self::deliver_user(u, &out);
+                            Self::deliver_user(u, out);
                         }
                         if sender_key == receiver_key {
                             break; // a note to self goes to each connection once
