@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,9 @@ use crate::hub::Hub;
 use crate::rate::RateLimiter;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
 pub async fn run(
@@ -66,6 +69,9 @@ pub async fn run(
                 let conn_state = Arc::clone(&state);
                 let service = service_fn(move |req| crate::http::handle(req, Arc::clone(&conn_state)));
                 let conn = http1::Builder::new()
+                    // A client that never finishes its headers must not hold a task forever.
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(tcp), service)
                     .with_upgrades();
                 let stop = state.shutdown.clone();
