@@ -165,14 +165,8 @@ impl Store {
         sender: User,
         message: SendMessage,
     ) -> Result<SendOutcome, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.write(Write::Message {
-            sender,
-            message,
-            reply,
-        })
-        .await?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let committed = self.send_pipelined(sender, message).await?;
+        committed.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Hands a send to the writer without waiting for the commit: the caller awaits the
