@@ -1,0 +1,532 @@
+//! The chat screen's model and its one transition function, [`App::update`].
+//!
+//! Pure: no IO, no async, no clock reads (time arrives as [`Msg::Tick`]). Everything the
+//! screen shows is derived from this struct by `ui::render`, so tests drive the app with
+//! `Msg`s and assert on state or on a rendered `TestBackend`. Effects leave as a [`Cmd`].
+//! Scrolling lives in `scroll.rs`, slash commands in `commands.rs`.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::FixedOffset;
+use natter_shared::{Username, validate};
+
+use crate::input::TextInput;
+use crate::msg::{Cmd, Link, Msg, NetEvent};
+use crate::outbox::Outgoing;
+use crate::scroll::Scroll;
+use crate::timeline::{Inserted, Timeline};
+
+/// Which field has the keyboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    /// "Name".
+    Name,
+    /// "Send to".
+    SendTo,
+    /// The message input.
+    Message,
+}
+
+/// How a status line reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusKind {
+    /// Information.
+    Info,
+    /// Something went wrong.
+    Error,
+}
+
+/// A known user: from the user list, presence or a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownUser {
+    /// The name as the server spells it.
+    pub name: Username,
+    /// Whether they have a connection open.
+    pub online: bool,
+}
+
+/// What the app is started with.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// The server, as shown in the top bar.
+    pub server: String,
+    /// `--name`: prefills the Name field and logs in at once.
+    pub name: Option<String>,
+    /// `--to`: prefills "Send to".
+    pub to: Option<String>,
+    /// Whether colours may be used (false under `NO_COLOR`).
+    pub color: bool,
+    /// The zone message times are shown in.
+    pub utc_offset: FixedOffset,
+    /// Makes client ids unique across runs; the app appends a counter.
+    pub client_id_prefix: String,
+    /// The clock at start.
+    pub now: Instant,
+    /// The terminal size at start.
+    pub size: (u16, u16),
+}
+
+/// The chat screen's whole state.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The server as shown.
+    pub server: String,
+    /// The Name field.
+    pub name: TextInput,
+    /// The Send to field (empty = everyone).
+    pub to: TextInput,
+    /// The message input.
+    pub input: TextInput,
+    /// The password prompt's input, when [`App::prompt`] is set.
+    pub password: TextInput,
+    /// Which field has the keyboard.
+    pub focus: Focus,
+    /// The identity messages are sent as, once a name was committed.
+    pub identity: Option<Username>,
+    /// Set when the server asked for this name's password.
+    pub prompt: Option<Username>,
+    /// The link as last reported.
+    pub link: Link,
+    /// When the next connection attempt is due.
+    pub retry_at: Option<Instant>,
+    /// The clock, as of the last event.
+    pub now: Instant,
+    /// Messages and pending sends.
+    pub timeline: Timeline,
+    /// The message list's scroll position.
+    pub scroll: Scroll,
+    /// Messages that arrived while scrolled up.
+    pub unseen: usize,
+    /// Known users by case-folded name.
+    pub users: BTreeMap<String, KnownUser>,
+    /// The status line.
+    pub status: Option<(StatusKind, String)>,
+    /// Whether the help is shown.
+    pub show_help: bool,
+    /// Terminal size (columns, rows).
+    pub size: (u16, u16),
+    /// Whether colours may be used.
+    pub color: bool,
+    /// The zone message times are shown in.
+    pub utc_offset: FixedOffset,
+    /// Set once the user asked to leave.
+    pub should_quit: bool,
+    client_id_prefix: String,
+    next_seq: u64,
+    /// Tab completion in Send to: the typed prefix and the candidate shown.
+    completion: Option<(String, usize)>,
+    /// The Name field's value when it was last committed.
+    committed_name: String,
+}
+
+impl App {
+    /// A fresh screen.
+    pub fn new(config: AppConfig) -> Self {
+        let name = config.name.unwrap_or_default();
+        App {
+            server: config.server,
+            name: TextInput::with_text(&name),
+            to: TextInput::with_text(config.to.as_deref().unwrap_or("")),
+            input: TextInput::default(),
+            password: TextInput::default(),
+            focus: if name.is_empty() {
+                Focus::Name
+            } else {
+                Focus::Message
+            },
+            identity: None,
+            prompt: None,
+            link: Link::Idle,
+            retry_at: None,
+            now: config.now,
+            timeline: Timeline::default(),
+            scroll: Scroll::Bottom,
+            unseen: 0,
+            users: BTreeMap::new(),
+            status: None,
+            show_help: false,
+            size: config.size,
+            color: config.color,
+            utc_offset: config.utc_offset,
+            should_quit: false,
+            client_id_prefix: config.client_id_prefix,
+            next_seq: 0,
+            completion: None,
+            committed_name: String::new(),
+        }
+    }
+
+    /// The first command: log in when a name was given on the command line.
+    pub fn start(&mut self) -> Option<Cmd> {
+        if self.name.is_empty() {
+            self.info("type your name and press Enter");
+            None
+        } else {
+            self.commit_name()
+        }
+    }
+
+    /// Seconds until the next connection attempt, rounded up.
+    pub fn retry_secs(&self) -> Option<u64> {
+        self.retry_at.map(|at| {
+            let d = at.saturating_duration_since(self.now);
+            d.as_millis().div_ceil(1000) as u64
+        })
+    }
+
+    /// Users online, by name.
+    pub fn online_users(&self) -> impl Iterator<Item = &Username> {
+        self.users.values().filter(|u| u.online).map(|u| &u.name)
+    }
+
+    /// Sets an informational status line.
+    pub fn info(&mut self, text: impl Into<String>) {
+        self.status = Some((StatusKind::Info, text.into()));
+    }
+
+    /// Sets an error status line.
+    pub fn error(&mut self, text: impl Into<String>) {
+        self.status = Some((StatusKind::Error, text.into()));
+    }
+
+    /// Applies one event; returns the effect it calls for, if any.
+    pub fn update(&mut self, msg: Msg) -> Option<Cmd> {
+        if !matches!(msg, Msg::Tab) {
+            self.completion = None;
+        }
+        match msg {
+            Msg::Char(c) => self.field().insert_str(c.encode_utf8(&mut [0; 4])),
+            Msg::Paste(text) => self.paste(&text),
+            Msg::Backspace => self.field().backspace(),
+            Msg::Delete => self.field().delete(),
+            Msg::Left => self.field().left(),
+            Msg::Right => self.field().right(),
+            Msg::LineStart => self.field().home(),
+            Msg::LineEnd => self.field().end(),
+            Msg::DeleteWord => self.field().delete_word(),
+            Msg::DeleteToStart => self.field().delete_to_start(),
+            Msg::Submit => return self.submit(),
+            Msg::Tab => return self.tab(),
+            Msg::BackTab => return self.move_focus(false),
+            Msg::Escape => self.escape(),
+            Msg::ScrollUp(n) => self.scroll_up(n),
+            Msg::ScrollDown(n) => self.scroll_down(n),
+            Msg::PageUp => self.scroll_up(self.page()),
+            Msg::PageDown => self.scroll_down(self.page()),
+            Msg::ScrollTop => self.scroll_top(),
+            Msg::ScrollBottom => self.scroll_bottom(),
+            Msg::Resize { width, height } => self.resize(width, height),
+            Msg::Tick(now) => self.now = now,
+            Msg::ToggleHelp => self.show_help = !self.show_help,
+            Msg::Quit => {
+                self.should_quit = true;
+                return Some(Cmd::Quit);
+            }
+            Msg::Net(event) => self.net(event),
+        }
+        None
+    }
+
+    /// The field keys edit: the password prompt replaces the message input while shown.
+    fn field(&mut self) -> &mut TextInput {
+        match self.focus {
+            Focus::Name => &mut self.name,
+            Focus::SendTo => &mut self.to,
+            Focus::Message if self.prompt.is_some() => &mut self.password,
+            Focus::Message => &mut self.input,
+        }
+    }
+
+    fn paste(&mut self, text: &str) {
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        match self.focus {
+            Focus::Message if self.prompt.is_none() => self.input.insert_str(&text),
+            // Names and passwords are one line: drop what a terminal paste adds around them.
+            _ => self.field().insert_str(text.trim()),
+        }
+    }
+
+    fn escape(&mut self) {
+        if self.show_help {
+            self.show_help = false;
+        } else if self.prompt.take().is_some() {
+            self.password.take();
+            self.focus = Focus::Name;
+            self.info("password prompt cancelled: pick another name");
+        } else {
+            self.status = None;
+        }
+    }
+
+    fn move_focus(&mut self, forward: bool) -> Option<Cmd> {
+        let leaving = self.focus;
+        self.focus = match (self.focus, forward) {
+            (Focus::Name, true) | (Focus::Message, false) => Focus::SendTo,
+            (Focus::SendTo, true) | (Focus::Name, false) => Focus::Message,
+            (Focus::Message, true) | (Focus::SendTo, false) => Focus::Name,
+        };
+        if leaving == Focus::Name && self.name.text().trim() != self.committed_name {
+            return self.commit_name();
+        }
+        None
+    }
+
+    fn tab(&mut self) -> Option<Cmd> {
+        if self.focus == Focus::SendTo && self.complete() {
+            return None;
+        }
+        self.move_focus(true)
+    }
+
+    /// Completes the Send to field from the known users; repeated Tabs cycle. Returns false
+    /// when there is nothing to complete (so Tab moves on).
+    fn complete(&mut self) -> bool {
+        let prefix = match &self.completion {
+            Some((prefix, _)) => prefix.clone(),
+            None => self.to.text().to_ascii_lowercase(),
+        };
+        if prefix.is_empty() {
+            return false;
+        }
+        let candidates: Vec<&Username> = self
+            .users
+            .iter()
+            .filter(|(key, _)| key.starts_with(&prefix))
+            .map(|(_, u)| &u.name)
+            .collect();
+        let index = match &self.completion {
+            Some((_, i)) => (i + 1) % candidates.len().max(1),
+            None => 0,
+        };
+        match candidates.get(index) {
+            Some(name) if candidates.len() > 1 || name.as_str() != self.to.text() => {
+                let name = name.to_string();
+                self.to.set(&name);
+                self.completion = Some((prefix, index));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn submit(&mut self) -> Option<Cmd> {
+        match self.focus {
+            Focus::Name => {
+                self.focus = Focus::Message;
+                self.commit_name()
+            }
+            Focus::SendTo => {
+                let to = self.to.text().trim().to_owned();
+                if !to.is_empty() {
+                    if let Err(e) = validate::validate_username(&to) {
+                        self.error(format!("send to: {e}"));
+                        return None;
+                    }
+                }
+                self.focus = Focus::Message;
+                None
+            }
+            Focus::Message => {
+                if let Some(username) = self.prompt.clone() {
+                    let password = self.password.take();
+                    if let Err(e) = validate::validate_password(&password) {
+                        self.error(e.to_string());
+                        return None;
+                    }
+                    self.prompt = None;
+                    self.info(format!("logging in as {username}…"));
+                    return Some(Cmd::Login {
+                        username,
+                        password: Some(password),
+                    });
+                }
+                let text = self.input.take();
+                if let Some(rest) = text.strip_prefix("//") {
+                    let literal = format!("/{rest}");
+                    return self.send(self.receiver(), literal);
+                }
+                if text.starts_with('/') {
+                    return self.command(&text);
+                }
+                self.send(self.receiver(), text)
+            }
+        }
+    }
+
+    /// The "Send to" field as a receiver: `None` for everyone (or an invalid name, which
+    /// `send` reports).
+    fn receiver(&self) -> Result<Option<Username>, String> {
+        let to = self.to.text().trim();
+        if to.is_empty() {
+            return Ok(None);
+        }
+        Username::parse(to)
+            .map(Some)
+            .map_err(|e| format!("send to: {e}"))
+    }
+
+    /// Queues `text` for `receiver`. On a mistake the text goes back into the input, so
+    /// nothing typed is lost.
+    pub(crate) fn send(
+        &mut self,
+        receiver: Result<Option<Username>, String>,
+        text: String,
+    ) -> Option<Cmd> {
+        let restore = |app: &mut App, text: &str, why: String| {
+            if app.input.is_empty() {
+                app.input.set(text);
+            }
+            app.error(why);
+            None
+        };
+        if text.trim().is_empty() {
+            return None;
+        }
+        let receiver = match receiver {
+            Ok(r) => r,
+            Err(e) => return restore(self, &text, e),
+        };
+        if let Err(e) = validate::validate_text(&text, validate::MAX_TEXT_CHARS) {
+            return restore(self, &text, e.to_string());
+        }
+        let Some(sender) = self.identity.clone() else {
+            self.focus = Focus::Name;
+            return restore(self, &text, "type your name first, then Enter".into());
+        };
+        self.next_seq += 1;
+        let id = format!("{}-{}", self.client_id_prefix, self.next_seq);
+        let client_id = match natter_shared::ClientId::parse(&id) {
+            Ok(c) => c,
+            Err(e) => return restore(self, &text, e.to_string()),
+        };
+        let outgoing = Outgoing {
+            client_id,
+            receiver,
+            text,
+        };
+        self.timeline.add_pending(sender.clone(), outgoing.clone());
+        self.scroll_bottom();
+        Some(Cmd::Send { sender, outgoing })
+    }
+
+    /// Takes the Name field as the identity and asks to log in as it.
+    pub(crate) fn commit_name(&mut self) -> Option<Cmd> {
+        let name = self.name.text().trim().to_owned();
+        self.committed_name = name.clone();
+        if name.is_empty() {
+            return None;
+        }
+        let username = match Username::parse(&name) {
+            Ok(u) => u,
+            Err(e) => {
+                self.error(format!("name: {e}"));
+                self.focus = Focus::Name;
+                return None;
+            }
+        };
+        if self.identity.as_ref() == Some(&username) && self.prompt.is_none() {
+            return None;
+        }
+        self.identity = Some(username.clone());
+        self.prompt = None;
+        self.timeline.clear();
+        self.scroll = Scroll::Bottom;
+        self.unseen = 0;
+        self.link = Link::Connecting;
+        self.retry_at = None;
+        self.info(format!("connecting as {username}…"));
+        Some(Cmd::Login {
+            username,
+            password: None,
+        })
+    }
+
+    fn net(&mut self, event: NetEvent) {
+        match event {
+            NetEvent::Link { link, retry_in } => {
+                self.link = link;
+                self.retry_at = retry_in.map(|d| self.now + d);
+            }
+            NetEvent::LoggedIn {
+                username,
+                registered,
+            } => {
+                if self.identity.as_ref().map(Username::key) == Some(username.key()) {
+                    self.name.set(username.as_str());
+                    self.committed_name = username.to_string();
+                    self.identity = Some(username.clone());
+                }
+                self.info(if registered {
+                    format!("registered {username}; its password is saved in credentials.toml")
+                } else {
+                    format!("logged in as {username}")
+                });
+            }
+            NetEvent::PasswordNeeded { username, reason } => {
+                self.error(format!(
+                    "{reason}: type the password for {username}, or Esc to pick another name"
+                ));
+                self.prompt = Some(username);
+                self.password.take();
+                self.focus = Focus::Message;
+            }
+            NetEvent::Pending(list) => {
+                if let Some(sender) = self.identity.clone() {
+                    let local: Vec<_> = self.timeline.pending().to_vec();
+                    // Rebuild: the disk's order first, then anything typed since.
+                    let mut rebuilt = Timeline::default();
+                    for m in self.timeline.messages() {
+                        rebuilt.insert(m.clone());
+                    }
+                    for o in list {
+                        rebuilt.add_pending(sender.clone(), o);
+                    }
+                    for p in local {
+                        rebuilt.add_pending(p.sender, p.outgoing);
+                    }
+                    self.timeline = rebuilt;
+                }
+            }
+            NetEvent::Message(m) => self.receive(m),
+            NetEvent::Messages(batch) => {
+                for m in batch {
+                    self.receive(m);
+                }
+            }
+            NetEvent::Presence { username, online } => self.learn_user(username, Some(online)),
+            NetEvent::Users(list) => {
+                for u in list {
+                    self.learn_user(u.username, Some(u.online));
+                }
+            }
+            NetEvent::Rejected { client_id, reason } => {
+                self.timeline.reject(&client_id, &reason);
+                self.error(format!("not sent: {reason}"));
+            }
+            NetEvent::Error(text) => self.error(text),
+            NetEvent::Notice(text) => self.info(text),
+        }
+    }
+
+    fn learn_user(&mut self, name: Username, online: Option<bool>) {
+        let entry = self.users.entry(name.key()).or_insert(KnownUser {
+            name: name.clone(),
+            online: false,
+        });
+        entry.name = name;
+        if let Some(online) = online {
+            entry.online = online;
+        }
+    }
+
+    fn receive(&mut self, m: natter_shared::Message) {
+        self.learn_user(m.sender_username.clone(), None);
+        if let Some(r) = &m.receiver_username {
+            self.learn_user(r.clone(), None);
+        }
+        if let Inserted::At(index) = self.timeline.insert(m) {
+            self.on_inserted(index);
+        }
+    }
+}

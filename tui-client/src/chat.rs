@@ -1,0 +1,161 @@
+//! The chat screen's event loop: the one place that owns the terminal. It `select!`s over
+//! terminal events, network events, a clock tick and SIGTERM/SIGHUP/SIGINT; each becomes a
+//! [`Msg`] for [`App::update`]; a resulting [`Cmd`] is carried out here (the outbox write)
+//! and passed to the network task. Events are drained in a bounded batch, then the screen
+//! is drawn once.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossterm::event::EventStream;
+use futures_util::StreamExt;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::app::{App, AppConfig};
+use crate::msg::{Cmd, Msg, NetEvent};
+use crate::net::{self, NetConfig, ServerUrl};
+use crate::outbox::Outbox;
+use crate::paths::Paths;
+use crate::{keymap, terminal, ui};
+
+/// How often the clock ticks (badge countdowns).
+const TICK: Duration = Duration::from_millis(250);
+/// Most events handled between two draws.
+const BATCH: usize = 256;
+/// Room for net events between two draws; a full channel makes the net task wait, which is
+/// the right back-pressure (the socket's own buffer holds the rest).
+const NET_EVENTS: usize = 1024;
+
+/// What the chat screen starts with.
+#[derive(Debug, Clone)]
+pub struct ChatOptions {
+    /// The server.
+    pub server: ServerUrl,
+    /// `--name`.
+    pub name: Option<String>,
+    /// `--to`.
+    pub to: Option<String>,
+    /// Where files live.
+    pub paths: Paths,
+}
+
+/// Whether colour is allowed: `NO_COLOR` set to anything non-empty forbids it.
+pub fn color_allowed() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Runs the chat screen until the user quits or a signal asks it to.
+pub async fn run(options: ChatOptions) -> anyhow::Result<()> {
+    terminal::init_logging(&options.paths);
+    let name = options.name.clone().or_else(|| {
+        // One account stored for this server: that is who the user is.
+        let accounts =
+            crate::credentials::accounts(&options.paths.credentials(), options.server.http_base())
+                .ok()?;
+        match accounts.as_slice() {
+            [only] => Some(only.username.clone()),
+            _ => None,
+        }
+    });
+    let mut term = terminal::init().context("cannot set up the terminal")?;
+    let result = event_loop(&mut term, &options, name).await;
+    terminal::restore();
+    result
+}
+
+async fn event_loop(
+    term: &mut terminal::Term,
+    options: &ChatOptions,
+    name: Option<String>,
+) -> anyhow::Result<()> {
+    let size = term.size().context("reading the terminal size")?;
+    let offset = *chrono::Local::now().offset();
+    let mut app = App::new(AppConfig {
+        server: options.server.host().to_owned(),
+        name,
+        to: options.to.clone(),
+        color: color_allowed(),
+        utc_offset: offset,
+        client_id_prefix: crate::credentials::random_string(12),
+        now: Instant::now(),
+        size: (size.width, size.height),
+    });
+    let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>(256);
+    let (net_tx, mut net_rx) = mpsc::channel::<NetEvent>(NET_EVENTS);
+    let net_task = tokio::spawn(net::run(
+        NetConfig {
+            server: options.server.clone(),
+            paths: options.paths.clone(),
+        },
+        cmd_rx,
+        net_tx,
+    ));
+    let runner = Runner {
+        outbox_dir: options.paths.outbox_dir(options.server.http_base()),
+        cmds: cmd_tx,
+    };
+    if let Some(cmd) = app.start() {
+        runner.carry_out(&mut app, cmd).await;
+    }
+    let mut events = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+
+    while !app.should_quit {
+        term.draw(|frame| ui::render(&app, frame))
+            .context("drawing the screen")?;
+        let first = tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(event)) => keymap::map_event(event),
+                Some(Err(_)) | None => Some(Msg::Quit),
+            },
+            event = net_rx.recv() => event.map(Msg::Net),
+            _ = tick.tick() => Some(Msg::Tick(Instant::now())),
+            _ = sigterm.recv() => Some(Msg::Quit),
+            _ = sighup.recv() => Some(Msg::Quit),
+            _ = sigint.recv() => Some(Msg::Quit),
+        };
+        let mut batch: Vec<Msg> = first.into_iter().collect();
+        while batch.len() < BATCH {
+            match net_rx.try_recv() {
+                Ok(event) => batch.push(Msg::Net(event)),
+                Err(_) => break,
+            }
+        }
+        app.now = Instant::now();
+        for msg in batch {
+            if let Some(cmd) = app.update(msg) {
+                runner.carry_out(&mut app, cmd).await;
+            }
+        }
+    }
+    // Every send is on disk already; the net task has nothing to finish.
+    net_task.abort();
+    Ok(())
+}
+
+/// Carries out the app's commands.
+struct Runner {
+    outbox_dir: std::path::PathBuf,
+    cmds: mpsc::Sender<Cmd>,
+}
+
+impl Runner {
+    async fn carry_out(&self, app: &mut App, cmd: Cmd) {
+        if let Cmd::Send { sender, outgoing } = &cmd {
+            // Durable first: once this returns the message survives a crash or a quit.
+            if let Err(e) = Outbox::new(&self.outbox_dir, sender).push(outgoing) {
+                app.error(format!("could not save to the outbox: {e:#}"));
+            }
+        }
+        if matches!(cmd, Cmd::Quit) {
+            let _ = self.cmds.try_send(cmd);
+            return;
+        }
+        let _ = self.cmds.send(cmd).await;
+    }
+}

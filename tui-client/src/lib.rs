@@ -1,0 +1,39 @@
+//! natter, the terminal chat client: a ratatui chat screen that stays truthful through every
+//! disconnect, plus subcommands for scripts. `main.rs` only calls [`cli::main`].
+//!
+//! Layout:
+//! - [`cli`]: command line (clap), the subcommands for scripts, exit codes.
+//! - [`chat`]: the chat screen's event loop: terminal events, net events and ticks → `App`.
+//! - [`app`]: the model and `App::update(Msg) -> Option<Cmd>`; pure, no IO.
+//! - [`msg`]: `Msg`, `Cmd`, `NetEvent`, `Link`: the vocabulary between the parts.
+//! - [`commands`]: slash commands (`/to`, `/msg`, …), as part of `App`.
+//! - [`scroll`]: scrolling the message list without laying out the whole history.
+//! - [`timeline`]: stored messages (by id, deduplicated) and pending sends.
+//! - [`input`]: the editable one-line field.
+//! - [`keymap`]: terminal events → `Msg`.
+//! - [`ui`]: `render(&App, &mut Frame)` and its widgets.
+//! - [`net`]: the network task (socket, reconnect, HTTP fallback, outbox flushing), and the
+//!   WebSocket and HTTP clients the subcommands reuse.
+//! - [`outbox`]: unconfirmed sends on disk.
+//! - [`credentials`]: stored accounts (`credentials.toml`).
+//! - [`paths`]: where files live; locking and atomic writes.
+//! - [`terminal`]: raw mode in and out, panic hook, log file.
+//! - [`error`]: `ApiError`, what a request to the server can end in.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod chat;
+pub mod cli;
+pub mod commands;
+pub mod credentials;
+pub mod error;
+pub mod input;
+pub mod keymap;
+pub mod msg;
+pub mod net;
+pub mod outbox;
+pub mod paths;
+pub mod scroll;
+pub mod terminal;
+pub mod timeline;
+pub mod ui;

@@ -1,0 +1,660 @@
+//! The actor behind [`super::run`]: one identity at a time, through authenticate →
+//! (connect ↔ down) until another name is chosen or the app quits.
+//!
+//! Invariants:
+//! - `queue` mirrors the outbox file (the runner wrote each entry to disk before sending
+//!   the `Cmd`); an entry leaves both only when the server confirmed or refused it.
+//! - `last_id` only advances over contiguous streams (socket frames, polls with `?after=`),
+//!   never from a POST reply, so a resume never skips a message.
+
+use std::time::Duration;
+
+use natter_shared::{ClientId, ErrorCode, Message, MessageId, ServerFrame, Username};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use super::http::{Http, Query};
+use super::ws::{self, ConnectError, Incoming};
+use super::{NetConfig, POLL_INTERVAL, backoff, random_u64};
+use crate::credentials::{self, Account};
+use crate::error::ApiError;
+use crate::msg::{Cmd, Link, NetEvent};
+use crate::outbox::{Outbox, Outgoing};
+
+/// Messages of history loaded when an identity starts.
+const HISTORY: usize = 500;
+/// A socket silent this long is dead (the server pings well within it).
+const READ_TIMEOUT: Duration = Duration::from_secs(75);
+/// Failed attempts in a row after which RECONNECTING becomes OFFLINE.
+const OFFLINE_AFTER: u32 = 3;
+/// Wait before resending a message the server rate-limited.
+const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
+
+/// Why the current identity's loop stopped.
+enum Next {
+    Login(Username, Option<String>),
+    Quit,
+}
+
+/// What an attempt to authenticate produced.
+enum Auth {
+    Ok {
+        username: Username,
+        token: String,
+        registered: bool,
+    },
+    NeedPassword(String),
+    Network(String),
+    Failed(String),
+}
+
+/// The network actor.
+pub(super) struct Actor {
+    config: NetConfig,
+    http: Http,
+    cmds: mpsc::Receiver<Cmd>,
+    events: mpsc::Sender<NetEvent>,
+}
+
+/// State of one identity.
+struct Session {
+    username: Username,
+    token: String,
+    outbox: Outbox,
+    queue: Vec<Outgoing>,
+    last_id: Option<MessageId>,
+    history_loaded: bool,
+    ever_live: bool,
+    /// Consecutive failed connection attempts.
+    failures: u32,
+    /// Whether HTTP answered at the last probe.
+    http_ok: bool,
+}
+
+impl Actor {
+    pub(super) fn new(
+        config: NetConfig,
+        cmds: mpsc::Receiver<Cmd>,
+        events: mpsc::Sender<NetEvent>,
+    ) -> Self {
+        let http = Http::new(config.server.clone());
+        Actor {
+            config,
+            http,
+            cmds,
+            events,
+        }
+    }
+
+    async fn emit(&self, event: NetEvent) {
+        // The app is gone only when it quits; then nothing is left to tell.
+        let _ = self.events.send(event).await;
+    }
+
+    async fn link(&self, link: Link, retry_in: Option<Duration>) {
+        self.emit(NetEvent::Link { link, retry_in }).await;
+    }
+
+    pub(super) async fn run(mut self) {
+        let mut next = loop {
+            match self.cmds.recv().await {
+                Some(Cmd::Login { username, password }) => break Next::Login(username, password),
+                Some(Cmd::Send { .. }) => {} // on disk already; sent once logged in
+                Some(Cmd::Quit) | None => return,
+            }
+        };
+        while let Next::Login(username, password) = next {
+            next = self.identity(username, password).await;
+        }
+    }
+
+    /// Runs one identity until another is chosen or the app quits.
+    async fn identity(&mut self, username: Username, password: Option<String>) -> Next {
+        let outbox = Outbox::new(
+            &self.config.paths.outbox_dir(self.config.server.http_base()),
+            &username,
+        );
+        let queue = match outbox.entries() {
+            Ok(q) => q,
+            Err(e) => {
+                self.emit(NetEvent::Error(format!("outbox: {e:#}"))).await;
+                Vec::new()
+            }
+        };
+        self.emit(NetEvent::Pending(queue.clone())).await;
+        self.link(Link::Connecting, None).await;
+        let mut s = Session {
+            username,
+            token: String::new(),
+            outbox,
+            queue,
+            last_id: None,
+            history_loaded: false,
+            ever_live: false,
+            failures: 0,
+            http_ok: false,
+        };
+        if let Err(next) = self.authenticate(&mut s, password).await {
+            return next;
+        }
+        loop {
+            if let Some(next) = self.connect_once(&mut s).await {
+                return next;
+            }
+        }
+    }
+
+    /// Loops until a token is held (`Ok`) or another command ends this identity (`Err`).
+    async fn authenticate(
+        &mut self,
+        s: &mut Session,
+        mut password: Option<String>,
+    ) -> Result<(), Next> {
+        let mut attempt = 0;
+        loop {
+            match self.try_auth(&s.username, password.take(), false).await {
+                Auth::Ok {
+                    username,
+                    token,
+                    registered,
+                } => {
+                    s.username = username.clone();
+                    s.token = token;
+                    self.emit(NetEvent::LoggedIn {
+                        username,
+                        registered,
+                    })
+                    .await;
+                    return Ok(());
+                }
+                Auth::NeedPassword(reason) => {
+                    self.link(Link::Idle, None).await;
+                    self.emit(NetEvent::PasswordNeeded {
+                        username: s.username.clone(),
+                        reason,
+                    })
+                    .await;
+                    password = Some(self.wait_for_password(s).await?);
+                }
+                Auth::Failed(reason) => {
+                    self.link(Link::Idle, None).await;
+                    self.emit(NetEvent::Error(reason)).await;
+                    password = Some(self.wait_for_password(s).await?);
+                }
+                Auth::Network(reason) => {
+                    let delay = backoff(attempt, random_u64());
+                    attempt += 1;
+                    let link = if attempt >= OFFLINE_AFTER {
+                        Link::Offline
+                    } else {
+                        Link::Connecting
+                    };
+                    self.link(link, Some(delay)).await;
+                    self.emit(NetEvent::Error(reason)).await;
+                    let deadline = Instant::now() + delay;
+                    loop {
+                        tokio::select! {
+                            () = sleep_until(deadline) => break,
+                            cmd = self.cmds.recv() => match self.on_cmd_down(s, cmd) {
+                                Some(Ok(())) => {}
+                                Some(Err(next)) => return Err(next),
+                                None => {}
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the user to type a password for this name (or pick another).
+    async fn wait_for_password(&mut self, s: &mut Session) -> Result<String, Next> {
+        loop {
+            match self.cmds.recv().await {
+                Some(Cmd::Login {
+                    username,
+                    password: Some(p),
+                }) if username.key() == s.username.key() => return Ok(p),
+                Some(Cmd::Login { username, password }) => {
+                    if username.key() != s.username.key() {
+                        return Err(Next::Login(username, password));
+                    }
+                }
+                Some(Cmd::Send { sender, outgoing }) => {
+                    s.enqueue(&sender, outgoing);
+                }
+                Some(Cmd::Quit) | None => return Err(Next::Quit),
+            }
+        }
+    }
+
+    /// One authentication attempt. With `renew`, the stored token is known to be bad.
+    async fn try_auth(&self, username: &Username, typed: Option<String>, renew: bool) -> Auth {
+        let server = self.config.server.http_base().to_owned();
+        let path = self.config.paths.credentials();
+        let stored = credentials::find(&path, &server, username.as_str())
+            .ok()
+            .flatten();
+        if !renew && typed.is_none() {
+            if let Some(acct) = &stored {
+                if let Ok(name) = Username::parse(&acct.username) {
+                    return Auth::Ok {
+                        username: name,
+                        token: acct.token.clone(),
+                        registered: false,
+                    };
+                }
+            }
+        }
+        let (password, known) = match typed.or_else(|| stored.and_then(|a| a.password)) {
+            Some(p) => (p, true),
+            None => (generate_password(), false),
+        };
+        let save = |resp: &natter_shared::protocol::AuthResponse| {
+            credentials::save(
+                &path,
+                &Account {
+                    server: server.clone(),
+                    username: resp.username.to_string(),
+                    token: resp.token.clone(),
+                    password: Some(password.clone()),
+                },
+            )
+        };
+        if known {
+            match self.http.login(username.as_str(), &password).await {
+                Ok(resp) => {
+                    if let Err(e) = save(&resp) {
+                        self.emit(NetEvent::Error(format!(
+                            "could not store credentials: {e:#}"
+                        )))
+                        .await;
+                    }
+                    return Auth::Ok {
+                        username: resp.username,
+                        token: resp.token,
+                        registered: false,
+                    };
+                }
+                Err(e) if e.is_network() => return Auth::Network(e.to_string()),
+                Err(e) if e.is_unauthorized() => {} // maybe the server's database is new: try to register
+                Err(e) => return Auth::Failed(e.to_string()),
+            }
+        }
+        match self.http.register(username.as_str(), &password).await {
+            Ok(resp) => {
+                if let Err(e) = save(&resp) {
+                    self.emit(NetEvent::Error(format!(
+                        "could not store credentials: {e:#}"
+                    )))
+                    .await;
+                }
+                Auth::Ok {
+                    username: resp.username,
+                    token: resp.token,
+                    registered: true,
+                }
+            }
+            Err(e) if e.is_network() => Auth::Network(e.to_string()),
+            Err(e)
+                if e.code() == Some(ErrorCode::UsernameTaken)
+                    || matches!(e, ApiError::Server { status: 409, .. }) =>
+            {
+                Auth::NeedPassword(if known {
+                    "wrong password".into()
+                } else {
+                    format!("the name {username} is taken")
+                })
+            }
+            Err(e) => Auth::Failed(format!("cannot register {username}: {e}")),
+        }
+    }
+
+    /// Handles a command while the socket is down. `None`: nothing to do; `Some(Err)`: this
+    /// identity ends.
+    fn on_cmd_down(&mut self, s: &mut Session, cmd: Option<Cmd>) -> Option<Result<(), Next>> {
+        match cmd {
+            Some(Cmd::Send { sender, outgoing }) => {
+                s.enqueue(&sender, outgoing);
+                Some(Ok(()))
+            }
+            Some(Cmd::Login { username, password }) => {
+                if username.key() == s.username.key() && password.is_none() {
+                    None
+                } else {
+                    Some(Err(Next::Login(username, password)))
+                }
+            }
+            Some(Cmd::Quit) | None => Some(Err(Next::Quit)),
+        }
+    }
+
+    /// Loads history once, then one socket attempt; on failure, waits out the backoff while
+    /// polling HTTP. Returns `Some` when the identity ends.
+    async fn connect_once(&mut self, s: &mut Session) -> Option<Next> {
+        if !s.history_loaded {
+            match self
+                .http
+                .messages(
+                    &s.token,
+                    Query {
+                        limit: Some(HISTORY),
+                        ..Query::default()
+                    },
+                )
+                .await
+            {
+                Ok(batch) => {
+                    s.history_loaded = true;
+                    s.last_id = batch.last().map(|m| m.id).or(Some(MessageId(0)));
+                    s.confirm_seen(&batch);
+                    self.emit(NetEvent::Messages(batch)).await;
+                }
+                Err(e) if e.is_unauthorized() => return self.renew(s).await.err(),
+                Err(_) => {}
+            }
+        }
+        if s.history_loaded {
+            match ws::connect(&self.config.server, &s.token, s.last_id).await {
+                Ok(socket) => {
+                    s.failures = 0;
+                    s.ever_live = true;
+                    self.link(Link::Live, None).await;
+                    match self.live(s, socket).await {
+                        Ok(reason) => {
+                            self.emit(NetEvent::Notice(format!(
+                                "connection lost: {reason}; reconnecting"
+                            )))
+                            .await
+                        }
+                        Err(next) => return Some(next),
+                    }
+                }
+                Err(ConnectError::Unauthorized) => {
+                    if let Err(next) = self.renew(s).await {
+                        return Some(next);
+                    }
+                    return None;
+                }
+                Err(_) => s.failures += 1,
+            }
+        } else {
+            s.failures += 1;
+        }
+        self.down(s).await.err()
+    }
+
+    /// The token was refused: log in again with the stored password, or ask.
+    async fn renew(&mut self, s: &mut Session) -> Result<(), Next> {
+        match self.try_auth(&s.username, None, true).await {
+            Auth::Ok { token, .. } => {
+                s.token = token;
+                Ok(())
+            }
+            Auth::Network(_) => Ok(()),
+            Auth::NeedPassword(reason) | Auth::Failed(reason) => {
+                self.link(Link::Idle, None).await;
+                self.emit(NetEvent::PasswordNeeded {
+                    username: s.username.clone(),
+                    reason,
+                })
+                .await;
+                let p = self.wait_for_password(s).await?;
+                self.authenticate(s, Some(p)).await
+            }
+        }
+    }
+
+    /// The socket is down: wait out the backoff, polling HTTP (FALLBACK when it answers).
+    /// Returns early, to retry the socket at once, when HTTP comes back after failing.
+    async fn down(&mut self, s: &mut Session) -> Result<(), Next> {
+        let delay = backoff(s.failures.saturating_sub(1), random_u64());
+        let deadline = Instant::now() + delay;
+        let mut was_ok = s.http_ok;
+        loop {
+            let ok = self.poll(s).await;
+            let link = if ok {
+                Link::Fallback
+            } else if s.failures >= OFFLINE_AFTER {
+                Link::Offline
+            } else if s.ever_live {
+                Link::Reconnecting
+            } else {
+                Link::Connecting
+            };
+            self.link(
+                link,
+                Some(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+            if ok && !was_ok && s.failures > 1 {
+                // The server is back: try the socket now rather than at the end of a long wait.
+                return Ok(());
+            }
+            was_ok = ok;
+            let next_poll = (Instant::now() + POLL_INTERVAL).min(deadline);
+            loop {
+                tokio::select! {
+                    () = sleep_until(next_poll) => break,
+                    cmd = self.cmds.recv() => match self.on_cmd_down(s, cmd) {
+                        Some(Ok(())) if s.http_ok => { self.flush_http(s).await; }
+                        Some(Err(next)) => return Err(next),
+                        _ => {}
+                    },
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One HTTP poll: fetch what is new, then flush the outbox by POST. Returns whether HTTP
+    /// answered.
+    async fn poll(&mut self, s: &mut Session) -> bool {
+        if !s.history_loaded {
+            let query = Query {
+                limit: Some(HISTORY),
+                ..Query::default()
+            };
+            match self.http.messages(&s.token, query).await {
+                Ok(batch) => {
+                    s.history_loaded = true;
+                    s.last_id = batch.last().map(|m| m.id).or(Some(MessageId(0)));
+                    s.confirm_seen(&batch);
+                    self.emit(NetEvent::Messages(batch)).await;
+                }
+                Err(_) => {
+                    s.http_ok = false;
+                    return false;
+                }
+            }
+        }
+        let after = s.last_id.or(Some(MessageId(0)));
+        loop {
+            let query = Query {
+                after: s.last_id.or(after),
+                limit: Some(1000),
+                ..Query::default()
+            };
+            match self.http.messages(&s.token, query).await {
+                Ok(batch) => {
+                    let full = batch.len() >= 1000;
+                    if let Some(last) = batch.last() {
+                        s.last_id = Some(last.id);
+                    }
+                    s.history_loaded = true;
+                    s.confirm_seen(&batch);
+                    if !batch.is_empty() {
+                        self.emit(NetEvent::Messages(batch)).await;
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    s.http_ok = false;
+                    return false;
+                }
+            }
+        }
+        s.http_ok = true;
+        if let Ok(users) = self.http.users(&s.token).await {
+            self.emit(NetEvent::Users(users)).await;
+        }
+        self.flush_http(s).await;
+        s.http_ok
+    }
+
+    /// Sends the outbox by POST, in order, stopping at the first failure that may pass.
+    async fn flush_http(&mut self, s: &mut Session) {
+        while let Some(o) = s.queue.first().cloned() {
+            match self.http.post_message(&s.token, &o).await {
+                Ok(m) => {
+                    s.confirm(&o.client_id);
+                    self.emit(NetEvent::Message(m)).await;
+                }
+                Err(e) if e.is_network() => {
+                    s.http_ok = false;
+                    return;
+                }
+                Err(e) if e.is_rate_limited() || e.is_unauthorized() => return,
+                Err(e) => {
+                    s.confirm(&o.client_id);
+                    self.emit(NetEvent::Rejected {
+                        client_id: o.client_id,
+                        reason: e.to_string(),
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// The socket is up: flush the outbox, then relay frames until it drops (`Ok(reason)`)
+    /// or the identity ends (`Err`).
+    async fn live(&mut self, s: &mut Session, mut socket: ws::Socket) -> Result<String, Next> {
+        for o in s.queue.clone() {
+            if let Err(e) = ws::send(&mut socket, &o).await {
+                return Ok(e);
+            }
+        }
+        if let Ok(users) = self.http.users(&s.token).await {
+            self.emit(NetEvent::Users(users)).await;
+        }
+        let mut resend_at: Option<Instant> = None;
+        let mut resend: Vec<ClientId> = Vec::new();
+        loop {
+            let far = Instant::now() + READ_TIMEOUT;
+            tokio::select! {
+                incoming = tokio::time::timeout(READ_TIMEOUT, ws::next(&mut socket)) => {
+                    let Ok(incoming) = incoming else {
+                        return Ok("the server went silent".into());
+                    };
+                    match incoming {
+                        Incoming::Closed(reason) => return Ok(reason),
+                        Incoming::Unknown(_) => {}
+                        Incoming::Frame(ServerFrame::ChatMessage { message }) => {
+                            s.last_id = Some(s.last_id.map_or(message.id, |l| l.max(message.id)));
+                            s.confirm_seen(std::slice::from_ref(&message));
+                            self.emit(NetEvent::Message(message)).await;
+                        }
+                        Incoming::Frame(ServerFrame::Ready { last_id, .. }) => {
+                            if let Some(id) = last_id {
+                                s.last_id = Some(s.last_id.map_or(id, |l| l.max(id)));
+                            }
+                        }
+                        Incoming::Frame(ServerFrame::Presence { username, online }) => {
+                            self.emit(NetEvent::Presence { username, online }).await;
+                        }
+                        Incoming::Frame(ServerFrame::Error { error, client_id }) => {
+                            let mine = client_id
+                                .as_deref()
+                                .and_then(|c| s.queue.iter().find(|o| o.client_id.as_str() == c))
+                                .map(|o| o.client_id.clone());
+                            match (mine, error.code) {
+                                (Some(cid), ErrorCode::RateLimited | ErrorCode::Internal) => {
+                                    resend.push(cid);
+                                    resend_at = Some(Instant::now() + RATE_LIMIT_PAUSE);
+                                }
+                                (Some(cid), _) => {
+                                    s.confirm(&cid);
+                                    self.emit(NetEvent::Rejected { client_id: cid, reason: error.message }).await;
+                                }
+                                (None, _) => self.emit(NetEvent::Error(error.message)).await,
+                            }
+                        }
+                    }
+                }
+                cmd = self.cmds.recv() => match cmd {
+                    Some(Cmd::Send { sender, outgoing }) => {
+                        if s.enqueue(&sender, outgoing.clone()) {
+                            if let Err(e) = ws::send(&mut socket, &outgoing).await {
+                                return Ok(e);
+                            }
+                        }
+                    }
+                    Some(Cmd::Login { username, password }) => {
+                        if username.key() != s.username.key() || password.is_some() {
+                            return Err(Next::Login(username, password));
+                        }
+                    }
+                    Some(Cmd::Quit) | None => {
+                        let _ = socket.close(None).await;
+                        return Err(Next::Quit);
+                    }
+                },
+                () = sleep_until(resend_at.unwrap_or(far)), if resend_at.is_some() => {
+                    resend_at = None;
+                    for cid in std::mem::take(&mut resend) {
+                        if let Some(o) = s.queue.iter().find(|o| o.client_id == cid).cloned() {
+                            if let Err(e) = ws::send(&mut socket, &o).await {
+                                return Ok(e);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Takes a new send for this identity into the queue (the runner already wrote it to
+    /// the outbox). A send for another identity stays in that identity's outbox on disk.
+    fn enqueue(&mut self, sender: &Username, outgoing: Outgoing) -> bool {
+        if sender.key() != self.username.key()
+            || self.queue.iter().any(|o| o.client_id == outgoing.client_id)
+        {
+            return false;
+        }
+        self.queue.push(outgoing);
+        true
+    }
+
+    /// The server stored (or refused) this send: drop it from the queue and the outbox.
+    fn confirm(&mut self, client_id: &ClientId) {
+        self.queue.retain(|o| &o.client_id != client_id);
+        if let Err(e) = self.outbox.remove(client_id) {
+            tracing::error!(error = %format!("{e:#}"), "cannot update the outbox");
+        }
+    }
+
+    /// Confirms every queued send that appears, as ours, among `messages`.
+    fn confirm_seen(&mut self, messages: &[Message]) {
+        let me = self.username.key();
+        for m in messages {
+            if let Some(cid) = &m.client_id {
+                if m.sender_username.key() == me && self.queue.iter().any(|o| &o.client_id == cid) {
+                    self.confirm(cid);
+                }
+            }
+        }
+    }
+}
+
+/// A random password for auto-registration: 24 characters from a 62-letter alphabet
+/// (about 143 bits).
+pub fn generate_password() -> String {
+    crate::credentials::random_string(24)
+}

@@ -1,0 +1,125 @@
+//! The WebSocket half of the protocol: opening `/ws/chat/?after=ID` with the bearer token,
+//! encoding `chat_message` frames and decoding server frames. The reconnect policy lives in
+//! `net/mod.rs` and in `cli.rs`'s `tail`; this file only knows one connection.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use natter_shared::protocol::SendMessage;
+use natter_shared::{ClientFrame, MessageId, ServerFrame};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::net::ServerUrl;
+use crate::outbox::Outgoing;
+
+/// How long the opening handshake may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An open chat socket.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Why a connection could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The token was refused (401): log in again.
+    #[error("the server refused the token")]
+    Unauthorized,
+    /// The server (or something in front of it) answered the upgrade with another status.
+    #[error("the server refused the socket (HTTP {0})")]
+    Refused(u16),
+    /// No connection, or the handshake failed.
+    #[error("{0}")]
+    Network(String),
+}
+
+/// What reading the socket produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A protocol frame.
+    Frame(ServerFrame),
+    /// A text frame that is not a known frame (logged, skipped).
+    Unknown(String),
+    /// The connection ended; the reason, for the status line.
+    Closed(String),
+}
+
+/// Opens the chat socket, replaying messages after `after` when given.
+pub async fn connect(
+    server: &ServerUrl,
+    token: &str,
+    after: Option<MessageId>,
+) -> Result<Socket, ConnectError> {
+    let mut url = format!("{}/ws/chat/", server.ws_base());
+    if let Some(after) = after {
+        url = format!("{url}?after={after}");
+    }
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| ConnectError::Network(e.to_string()))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| ConnectError::Unauthorized)?;
+    request.headers_mut().insert("authorization", bearer);
+    let connecting = tokio_tungstenite::connect_async(request);
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Err(_) => Err(ConnectError::Network("connection timed out".into())),
+        Ok(Ok((socket, _))) => Ok(socket),
+        Ok(Err(tungstenite::Error::Http(resp))) if resp.status().as_u16() == 401 => {
+            Err(ConnectError::Unauthorized)
+        }
+        Ok(Err(tungstenite::Error::Http(resp))) => {
+            Err(ConnectError::Refused(resp.status().as_u16()))
+        }
+        Ok(Err(e)) => Err(ConnectError::Network(e.to_string())),
+    }
+}
+
+/// The frame that sends `outgoing`.
+pub fn frame_for(outgoing: &Outgoing) -> String {
+    ClientFrame::ChatMessage(SendMessage {
+        sender_username: None,
+        receiver_username: outgoing.receiver.clone(),
+        text: outgoing.text.clone(),
+        client_id: Some(outgoing.client_id.clone()),
+    })
+    .encode()
+}
+
+/// Sends `outgoing` on the socket.
+pub async fn send(socket: &mut Socket, outgoing: &Outgoing) -> Result<(), String> {
+    socket
+        .send(WsMessage::text(frame_for(outgoing)))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Reads until the next frame worth reporting (pings are answered by tungstenite).
+pub async fn next(socket: &mut Socket) -> Incoming {
+    loop {
+        match socket.next().await {
+            None => return Incoming::Closed("connection closed".into()),
+            Some(Err(e)) => return Incoming::Closed(e.to_string()),
+            Some(Ok(WsMessage::Text(text))) => {
+                return match ServerFrame::decode(&text) {
+                    Ok(frame) => Incoming::Frame(frame),
+                    Err(_) => Incoming::Unknown(text.to_string()),
+                };
+            }
+            Some(Ok(WsMessage::Close(frame))) => {
+                let reason = match frame {
+                    Some(f) if f.code == tungstenite::protocol::frame::coding::CloseCode::Away => {
+                        "the server is shutting down".to_owned()
+                    }
+                    Some(f) if !f.reason.is_empty() => format!("closed by server: {}", f.reason),
+                    Some(f) => format!("closed by server ({})", u16::from(f.code)),
+                    None => "closed by server".to_owned(),
+                };
+                return Incoming::Closed(reason);
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The bottom of the screen: the status line, the Name and Send to fields, and the
+//! message input (which turns into the password prompt when the server asks for one).
+//! The focused field gets the terminal cursor.
+
+use ratatui::Frame;
+use ratatui::layout::{Position, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+use unicode_width::UnicodeWidthChar;
+
+use crate::app::{App, Focus, StatusKind};
+use crate::input::TextInput;
+use crate::ui::theme::Theme;
+
+/// Width of the Name and Send to boxes.
+const FIELD_WIDTH: u16 = 18;
+
+/// The part of `input` that fits in `width` columns with the cursor in view, and the
+/// cursor's column. Newlines show as `↵`; `mask` shows every character as `•`.
+pub fn visible(input: &TextInput, width: u16, mask: bool) -> (String, u16) {
+    let width = usize::from(width.max(1));
+    let cells: Vec<(char, usize)> = input
+        .text()
+        .chars()
+        .map(|c| {
+            let c = match c {
+                _ if mask => '•',
+                '\n' => '↵',
+                '\t' => ' ',
+                c if c.is_control() => '?',
+                c => c,
+            };
+            (c, c.width().unwrap_or(0))
+        })
+        .collect();
+    let cursor = input.cursor().min(cells.len());
+    // Scroll so the cursor (and the cell it sits on) stays visible.
+    let mut start = 0;
+    let upto = |s: usize| cells[s..cursor].iter().map(|(_, w)| w).sum::<usize>();
+    while start < cursor && upto(start) + 1 > width {
+        start += 1;
+    }
+    let mut shown = String::new();
+    let mut used = 0;
+    for (c, w) in &cells[start..] {
+        if used + w > width {
+            break;
+        }
+        shown.push(*c);
+        used += w;
+    }
+    (shown, u16::try_from(upto(start)).unwrap_or(0))
+}
+
+/// The status line: the last error or notice, else a hint.
+pub fn render_status(app: &App, frame: &mut Frame<'_>, area: Rect) {
+    let theme = Theme { color: app.color };
+    let line = match &app.status {
+        Some((StatusKind::Error, text)) => Line::styled(format!(" ! {text}"), theme.error()),
+        Some((StatusKind::Info, text)) => Line::styled(format!(" {text}"), theme.hint()),
+        None => Line::styled(
+            " F1 help · Tab next field · PgUp/PgDn scroll · Ctrl-C quit",
+            theme.hint(),
+        ),
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn field_style(theme: Theme, focused: bool) -> Style {
+    if focused {
+        Style::new().add_modifier(Modifier::UNDERLINED)
+    } else {
+        theme.hint().add_modifier(Modifier::UNDERLINED)
+    }
+}
+
+/// The `Name: [...]  Send to: [...]` line.
+pub fn render_fields(app: &App, frame: &mut Frame<'_>, area: Rect) {
+    let theme = Theme { color: app.color };
+    let label = |text: &'static str, focused: bool| {
+        if focused {
+            Span::styled(text, theme.focused())
+        } else {
+            Span::raw(text)
+        }
+    };
+    let name_focus = app.focus == Focus::Name;
+    let to_focus = app.focus == Focus::SendTo;
+    let (name, name_cursor) = visible(&app.name, FIELD_WIDTH, false);
+    let (to, to_cursor) = visible(&app.to, FIELD_WIDTH, false);
+    let pad = |s: &str| {
+        let w = unicode_width::UnicodeWidthStr::width(s);
+        format!(
+            "{s}{}",
+            " ".repeat(usize::from(FIELD_WIDTH).saturating_sub(w))
+        )
+    };
+    let to_shown = if to.is_empty() && !to_focus {
+        Span::styled(
+            pad("everyone"),
+            field_style(theme, false).add_modifier(Modifier::ITALIC),
+        )
+    } else {
+        Span::styled(pad(&to), field_style(theme, to_focus))
+    };
+    let line = Line::from(vec![
+        label(" Name: ", name_focus),
+        Span::styled(pad(&name), field_style(theme, name_focus)),
+        label("  Send to: ", to_focus),
+        to_shown,
+    ]);
+    frame.render_widget(Paragraph::new(line), area);
+    let name_x = area.x + 7;
+    let to_x = name_x + FIELD_WIDTH + 11;
+    let cursor = match app.focus {
+        Focus::Name => Some(name_x + name_cursor),
+        Focus::SendTo => Some(to_x + to_cursor),
+        Focus::Message => None,
+    };
+    if let Some(x) = cursor {
+        if x < area.x + area.width && !app.show_help {
+            frame.set_cursor_position(Position::new(x, area.y));
+        }
+    }
+}
+
+/// The message input box, or the password prompt.
+pub fn render_input(app: &App, frame: &mut Frame<'_>, area: Rect) {
+    let theme = Theme { color: app.color };
+    let focused = app.focus == Focus::Message;
+    let (title, input, mask) = match &app.prompt {
+        Some(user) => (
+            format!(" Password for {user} (Enter logs in, Esc cancels) "),
+            &app.password,
+            true,
+        ),
+        None => {
+            let to = app.to.text().trim();
+            let to = if to.is_empty() { "everyone" } else { to };
+            (format!(" Message to {to} "), &app.input, false)
+        }
+    };
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .title(title)
+        .border_style(if focused {
+            theme.focused()
+        } else {
+            theme.hint()
+        });
+    let inner = block.inner(area);
+    let (text, cursor) = visible(input, inner.width.saturating_sub(1), mask);
+    frame.render_widget(Paragraph::new(text).block(block), area);
+    if focused && !app.show_help && inner.height > 0 {
+        frame.set_cursor_position(Position::new(inner.x + cursor, inner.y));
+    }
+}

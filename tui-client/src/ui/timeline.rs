@@ -1,0 +1,142 @@
+//! The message list: `HH:MM sender: text`, `HH:MM sender → receiver: text` for direct
+//! messages, pending sends dimmed, refused ones marked, each wrapped to the width.
+//!
+//! Only the items in view are wrapped each frame (see `scroll.rs` for the anchor): the cost
+//! of a frame does not grow with the history.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::app::App;
+use crate::scroll::Scroll;
+use crate::timeline::Item;
+use crate::ui::theme::Theme;
+use crate::ui::wrap::wrap;
+
+/// Width of the `HH:MM ` column, which continuation lines are indented by.
+const TIME_COLUMNS: u16 = 6;
+
+/// The wrapped lines of item `index` at `width`.
+pub fn item_lines(app: &App, index: usize, width: u16) -> Vec<Line<'static>> {
+    let theme = Theme { color: app.color };
+    let Some(item) = app.timeline.get(index) else {
+        return Vec::new();
+    };
+    let me = app.identity.as_ref().map(|u| u.key());
+    match item {
+        Item::Message(m) => {
+            let time = m
+                .created_at
+                .as_datetime()
+                .with_timezone(&app.utc_offset)
+                .format("%H:%M ")
+                .to_string();
+            let is_mine = me.as_deref() == Some(m.sender_username.key().as_str());
+            let sender_style = if is_mine { theme.own() } else { theme.sender() };
+            let text_style = if m.is_direct() {
+                theme.direct()
+            } else {
+                Style::new()
+            };
+            let receiver = m
+                .receiver_username
+                .as_ref()
+                .map(|r| format!(" → {r}"))
+                .unwrap_or_default();
+            wrap(
+                &[
+                    (&time, theme.time()),
+                    (m.sender_username.as_str(), sender_style),
+                    (&receiver, theme.direct()),
+                    (": ", Style::new()),
+                    (&m.text, text_style),
+                ],
+                width,
+                TIME_COLUMNS,
+            )
+        }
+        Item::Pending(p) => {
+            let receiver = p
+                .outgoing
+                .receiver
+                .as_ref()
+                .map(|r| format!(" → {r}"))
+                .unwrap_or_default();
+            let (mark, style) = match &p.failed {
+                None => ("  ⋯   ".to_owned(), theme.pending()),
+                Some(reason) => (format!("  ✗   [not sent: {reason}] "), theme.failed()),
+            };
+            let header = format!("{}{receiver}: ", p.sender);
+            wrap(
+                &[(&mark, style), (&header, style), (&p.outgoing.text, style)],
+                width,
+                TIME_COLUMNS,
+            )
+        }
+    }
+}
+
+/// How many rows item `index` takes at `width`.
+pub fn item_height(app: &App, index: usize, width: u16) -> u16 {
+    u16::try_from(item_lines(app, index, width).len()).unwrap_or(u16::MAX)
+}
+
+/// Draws the visible part of the message list into `area`.
+pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {
+    let theme = Theme { color: app.color };
+    let height = usize::from(area.height);
+    let mut lines: Vec<Line<'static>> = Vec::with_capacity(height + 8);
+    match app.scroll {
+        Scroll::Bottom => {
+            // Walk up from the newest item until the view is full.
+            let mut index = app.timeline.len();
+            let mut chunks: Vec<Vec<Line<'static>>> = Vec::new();
+            let mut total = 0;
+            while index > 0 && total < height {
+                index -= 1;
+                let l = item_lines(app, index, area.width);
+                total += l.len();
+                chunks.push(l);
+            }
+            for chunk in chunks.into_iter().rev() {
+                lines.extend(chunk);
+            }
+            let skip = lines.len().saturating_sub(height);
+            lines.drain(..skip);
+        }
+        Scroll::At { item, line } => {
+            let mut index = item;
+            let mut skip = usize::from(line);
+            while index < app.timeline.len() && lines.len() < height {
+                let l = item_lines(app, index, area.width);
+                lines.extend(l.into_iter().skip(skip));
+                skip = 0;
+                index += 1;
+            }
+            lines.truncate(height);
+        }
+    }
+    if app.timeline.is_empty() {
+        lines.push(Line::styled(
+            "no messages yet: type one below and press Enter",
+            theme.hint(),
+        ));
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+
+    if app.scroll != Scroll::Bottom && area.height > 0 {
+        let label = if app.unseen > 0 {
+            format!(" {} new ↓ End ", app.unseen)
+        } else {
+            " ↓ End ".to_owned()
+        };
+        let w = u16::try_from(unicode_width::UnicodeWidthStr::width(label.as_str()))
+            .unwrap_or(0)
+            .min(area.width);
+        let marker = Rect::new(area.x + area.width - w, area.y + area.height - 1, w, 1);
+        frame.render_widget(Paragraph::new(Span::styled(label, theme.marker())), marker);
+    }
+}
