@@ -50,7 +50,13 @@ pub fn wrap(segments: &[(&str, Style)], width: u16, indent: u16) -> Vec<Line<'st
                     continue;
                 }
                 match break_at {
-                    Some(at) if at > indent && at < cur.len() => {
+                    // Carry a word to the next line, unless it is so long (a URL, a run of
+                    // CJK text without spaces) that breaking it here wastes less room.
+                    Some(at)
+                        if at > indent
+                            && at < cur.len()
+                            && width_of(&cur[at..]) <= (width - indent) / 2 =>
+                    {
                         let tail: Vec<_> = cur.split_off(at);
                         // Drop the trailing space of the broken line.
                         if cur.last().is_some_and(|(c, _)| *c == ' ') {
@@ -80,6 +86,10 @@ pub fn wrap(segments: &[(&str, Style)], width: u16, indent: u16) -> Vec<Line<'st
     }
     lines.push(cur);
     lines.into_iter().map(to_line).collect()
+}
+
+fn width_of(cells: &[(char, Style)]) -> usize {
+    cells.iter().map(|(c, _)| c.width().unwrap_or(0)).sum()
 }
 
 /// Merges runs of equal style into spans.

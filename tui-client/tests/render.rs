@@ -1,0 +1,280 @@
+//! Snapshots of the chat screen on ratatui's TestBackend. Review `.snap` diffs like code:
+//! `cargo insta review` (or `INSTA_UPDATE=always cargo test`) after an intended change.
+
+mod common {
+    pub mod app;
+}
+
+use std::time::Duration;
+
+use common::app::*;
+use natter::msg::{Link, Msg, NetEvent};
+use natter::outbox::Outgoing;
+use natter_shared::protocol::UserStatus;
+
+fn top_line(app: &natter::app::App) -> String {
+    let terminal = draw(app);
+    let buf = terminal.backend().buffer();
+    (0..buf.area.width)
+        .map(|x| buf[(x, 0)].symbol().to_owned())
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
+}
+
+/// The badge in every state, with the countdown where one is scheduled.
+#[test]
+fn badge_in_each_state() {
+    let mut out = Vec::new();
+    let mut app = app_sized(80, 24);
+    out.push(top_line(&app));
+    app = alice();
+    let states = [
+        (Link::Connecting, None),
+        (Link::Connecting, Some(2)),
+        (Link::Live, None),
+        (Link::Reconnecting, Some(3)),
+        (Link::Reconnecting, None),
+        (Link::Fallback, Some(12)),
+        (Link::Offline, Some(30)),
+    ];
+    for (link, secs) in states {
+        net(
+            &mut app,
+            NetEvent::Link {
+                link,
+                retry_in: secs.map(Duration::from_secs),
+            },
+        );
+        out.push(top_line(&app));
+    }
+    // The countdown follows the clock.
+    net(
+        &mut app,
+        NetEvent::Link {
+            link: Link::Reconnecting,
+            retry_in: Some(Duration::from_secs(5)),
+        },
+    );
+    let now = app.now;
+    app.update(Msg::Tick(now + Duration::from_millis(2500)));
+    out.push(top_line(&app));
+    insta::assert_snapshot!(out.join("\n"));
+}
+
+fn conversation() -> natter::app::App {
+    let mut app = alice();
+    net(
+        &mut app,
+        NetEvent::Messages(vec![
+            message(1, "bob", None, "morning all"),
+            message(2, "alice", None, "hi bob"),
+            message(3, "bob", Some("alice"), "psst, just between us"),
+            message(4, "alice", Some("bob"), "sure"),
+            message(5, "carol", None, "what are you two whispering about?"),
+        ]),
+    );
+    app
+}
+
+/// A full 80×24 screen: group messages, your own, direct messages both ways.
+#[test]
+fn screen_80x24_with_direct_messages() {
+    insta::assert_snapshot!(render(&conversation()));
+}
+
+/// Pending sends are listed after the stored messages; a refused one says why.
+#[test]
+fn pending_and_refused_sends() {
+    let mut app = conversation();
+    typed(&mut app, "on its way");
+    app.update(Msg::Submit);
+    typed(&mut app, "/msg nobody hello?");
+    app.update(Msg::Submit);
+    net(
+        &mut app,
+        NetEvent::Rejected {
+            client_id: client_id("t-2"),
+            reason: "no user named \"nobody\"".into(),
+        },
+    );
+    insta::assert_snapshot!(render(&app));
+}
+
+/// Long text wraps at word boundaries with a hanging indent; newlines are kept.
+#[test]
+fn wrapping() {
+    let mut app = alice_sized(40, 16);
+    net(
+        &mut app,
+        NetEvent::Message(message(
+            1,
+            "bob",
+            None,
+            "this is a rather long message that has to wrap over several lines\nand a second paragraph",
+        )),
+    );
+    net(
+        &mut app,
+        NetEvent::Message(message(2, "carol", None, &"x".repeat(70))),
+    );
+    insta::assert_snapshot!(render(&app));
+}
+
+/// Wide characters and emoji take two columns and never spill past the edge.
+#[test]
+fn wide_characters_and_emoji() {
+    let mut app = alice_sized(40, 14);
+    net(
+        &mut app,
+        NetEvent::Message(message(
+            1,
+            "bob",
+            None,
+            "日本語のテキストを折り返します、ちゃんと。",
+        )),
+    );
+    net(
+        &mut app,
+        NetEvent::Message(message(2, "carol", None, "🎉🎉🎉 party 🎂 time 👍🏽 ok")),
+    );
+    insta::assert_snapshot!(render(&app));
+}
+
+/// Wide terminals list the users online beside the messages.
+#[test]
+fn users_beside_messages_when_wide() {
+    let mut app = conversation();
+    app.update(Msg::Resize {
+        width: 100,
+        height: 12,
+    });
+    net(
+        &mut app,
+        NetEvent::Users(vec![
+            UserStatus {
+                username: user("alice"),
+                online: true,
+            },
+            UserStatus {
+                username: user("bob"),
+                online: true,
+            },
+            UserStatus {
+                username: user("carol"),
+                online: false,
+            },
+        ]),
+    );
+    net(
+        &mut app,
+        NetEvent::Presence {
+            username: user("carol"),
+            online: true,
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::Presence {
+            username: user("bob"),
+            online: false,
+        },
+    );
+    insta::assert_snapshot!(render(&app));
+}
+
+/// The help lists every key and command, and fits 80×24.
+#[test]
+fn help() {
+    let mut app = alice();
+    app.update(Msg::ToggleHelp);
+    insta::assert_snapshot!(render(&app));
+}
+
+/// Scrolled up: the "N new ↓" marker counts what arrived meanwhile.
+#[test]
+fn scrolled_up_shows_new_count() {
+    let mut app = alice_sized(60, 12);
+    for id in 1..=30 {
+        net(
+            &mut app,
+            NetEvent::Message(message(id, "bob", None, &format!("message {id}"))),
+        );
+    }
+    app.update(Msg::PageUp);
+    net(
+        &mut app,
+        NetEvent::Message(message(31, "bob", None, "new one")),
+    );
+    net(
+        &mut app,
+        NetEvent::Message(message(32, "bob", None, "another")),
+    );
+    insta::assert_snapshot!(render(&app));
+}
+
+/// The name is taken: the message input becomes a masked password prompt.
+#[test]
+fn password_prompt() {
+    let mut app = app_sized(80, 10);
+    app.name.set("bob");
+    app.update(Msg::Submit);
+    net(
+        &mut app,
+        NetEvent::PasswordNeeded {
+            username: user("bob"),
+            reason: "the name bob is taken".into(),
+        },
+    );
+    typed(&mut app, "hunter22");
+    insta::assert_snapshot!(render(&app));
+}
+
+/// The first screen, before any name is given.
+#[test]
+fn first_start_asks_for_a_name() {
+    let mut app = app_sized(80, 10);
+    app.start();
+    insta::assert_snapshot!(render(&app));
+}
+
+/// NO_COLOR: no cell carries a colour, yet own and direct messages still look different.
+#[test]
+fn no_color_uses_no_colours() {
+    let mut app = conversation();
+    app.color = false;
+    net(
+        &mut app,
+        NetEvent::Link {
+            link: Link::Offline,
+            retry_in: None,
+        },
+    );
+    let terminal = draw(&app);
+    let buf = terminal.backend().buffer();
+    for cell in buf.content() {
+        assert_eq!(cell.fg, ratatui::style::Color::Reset, "{cell:?}");
+        assert_eq!(cell.bg, ratatui::style::Color::Reset, "{cell:?}");
+    }
+    // Row 2 is alice's own "hi bob": her name is underlined; bob's on row 1 is not.
+    let own = &buf[(6, 2)];
+    let other = &buf[(6, 1)];
+    assert_ne!(own.modifier, other.modifier);
+}
+
+/// Pending messages loaded from the outbox show before anything typed since.
+#[test]
+fn outbox_entries_from_disk_are_shown_pending() {
+    let mut app = alice_sized(60, 8);
+    typed(&mut app, "typed now");
+    app.update(Msg::Submit);
+    net(
+        &mut app,
+        NetEvent::Pending(vec![Outgoing {
+            client_id: client_id("old-1"),
+            receiver: None,
+            text: "typed yesterday".into(),
+        }]),
+    );
+    insta::assert_snapshot!(render(&app));
+}
