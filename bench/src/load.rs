@@ -1,0 +1,570 @@
+//! The load: open connections, send for a while, count what arrives.
+//!
+//! A [`Session`] is a set of open WebSocket connections, each with a reader task that scans
+//! every text frame for a [`Marker`] and records its latency into that connection's
+//! [`Tally`]. [`Session::run`] then makes some of them send, paced by a rate (stamped with the
+//! actual send time; a sender that cannot keep its schedule shows as `sent < intended`) or
+//! by a window of unacknowledged messages (the echo frees a slot), stops them at the
+//! deadline, waits a bounded time for the last deliveries, and reports.
+//!
+//! Every network wait has a timeout, so a dead server ends a run with errors, never a hang.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::marker::{Marker, TO_EVERYONE, now_us};
+use crate::stats::{Percentiles, Report, Tally, round3};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type WsSink = SplitSink<Ws, Message>;
+
+/// One connection's open + `ready` must finish within this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One socket write (or flush) must finish within this.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections being opened at once.
+const CONNECT_CONCURRENCY: usize = 64;
+
+/// Phase ids are unique in the process, so a late delivery from an earlier run (a message
+/// still in natter's commit queue) never counts in a later one.
+static NEXT_PHASE: AtomicU32 = AtomicU32::new(1);
+
+/// Which deliveries a connection may legitimately receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// Everything (group messages; the ingress sink).
+    Any,
+    /// Its own messages and those its partner sends to it.
+    Partner(u32),
+    /// Only its own messages coming back.
+    OwnOnly,
+}
+
+impl Accept {
+    /// Whether connection `me` should have received `m`.
+    pub fn allows(self, me: u32, m: &Marker) -> bool {
+        match self {
+            Accept::Any => true,
+            Accept::Partner(p) => m.sender == me || (m.sender == p && m.to == me),
+            Accept::OwnOnly => m.sender == me,
+        }
+    }
+}
+
+/// How to open one connection and what it sends.
+#[derive(Debug, Clone)]
+pub struct ConnSpec {
+    /// This connection's index, as stamped in the markers it sends.
+    pub index: u32,
+    /// `ws://127.0.0.1:PORT/...`.
+    pub url: String,
+    /// Bearer token (natter) or none (ceiling).
+    pub token: Option<String>,
+    /// Which deliveries are not misdeliveries.
+    pub accept: Accept,
+    /// When it sends: the connection index it addresses ([`TO_EVERYONE`] for a group
+    /// message) and the `receiver_username` JSON value (`null` or `"name"`).
+    pub to: (u32, String),
+}
+
+/// How senders are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Messages per second per sender.
+    Rate(f64),
+    /// Unacknowledged messages per sender.
+    Window(usize),
+}
+
+/// One measurement.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    /// Indices of the sending connections.
+    pub senders: Vec<usize>,
+    /// Their pacing.
+    pub pace: Pace,
+    /// How long they send.
+    pub duration: Duration,
+    /// Longest wait for outstanding deliveries after sending stops.
+    pub drain: Duration,
+    /// Deliveries each message should produce.
+    pub deliveries_per_message: u64,
+    /// Text length of each message, padding included.
+    pub text_bytes: usize,
+}
+
+struct Shared {
+    tally: Mutex<Tally>,
+    window: Semaphore,
+    ready: Notify,
+    alive: AtomicBool,
+}
+
+impl Shared {
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Conn {
+    spec: ConnSpec,
+    shared: Arc<Shared>,
+    sink: Option<WsSink>,
+    reader: JoinHandle<()>,
+}
+
+/// Open connections.
+pub struct Session {
+    conns: Vec<Conn>,
+    phase: Arc<AtomicU32>,
+    connect_s: f64,
+    connect_latency: Percentiles,
+    connect_errors: u64,
+}
+
+impl Session {
+    /// Opens every connection (at most [`CONNECT_CONCURRENCY`] at a time) and waits for
+    /// each one's `ready`. Connections that fail are counted as errors and left out.
+    pub async fn connect(specs: Vec<ConnSpec>) -> Session {
+        let phase = Arc::new(AtomicU32::new(0));
+        let read_buffer = if specs.len() > 1000 {
+            4 * 1024
+        } else {
+            32 * 1024
+        };
+        let started = Instant::now();
+        let results: Vec<(anyhow::Result<Conn>, u64)> = futures_util::stream::iter(specs)
+            .map(|spec| {
+                let phase = Arc::clone(&phase);
+                async move {
+                    let t = Instant::now();
+                    let r = connect_one(spec, phase, read_buffer).await;
+                    (
+                        r,
+                        u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    )
+                }
+            })
+            .buffered(CONNECT_CONCURRENCY)
+            .collect()
+            .await;
+        let connect_s = started.elapsed().as_secs_f64();
+        let mut hist = Tally::default();
+        let mut conns = Vec::with_capacity(results.len());
+        let mut connect_errors = 0;
+        let mut first_error = None;
+        for (r, us) in results {
+            match r {
+                Ok(c) => {
+                    hist.record(us, false);
+                    conns.push(c);
+                }
+                Err(e) => {
+                    connect_errors += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            eprintln!("natter-bench: {connect_errors} connection(s) failed; first: {e:#}");
+        }
+        Session {
+            conns,
+            phase,
+            connect_s,
+            connect_latency: Percentiles::of(&hist.delivery_us),
+            connect_errors,
+        }
+    }
+
+    /// Connections open (and still alive).
+    pub fn open_count(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|c| c.shared.alive.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// A report with the connection figures and no traffic: for idle-connection runs.
+    pub fn idle_report(&self, requested: usize) -> Report {
+        let dead = self.conns.len() - self.open_count();
+        let errors: u64 = self.conns.iter().map(|c| c.shared.tally().errors).sum();
+        Report {
+            connections: requested,
+            connect_s: round3(self.connect_s),
+            connect_latency: self.connect_latency,
+            errors: self.connect_errors + errors + dead as u64,
+            ..Report::default()
+        }
+    }
+
+    /// Runs one phase and reports it (the `target`, `scenario` and RSS fields are the
+    /// caller's to fill).
+    pub async fn run(&mut self, phase: &Phase) -> Report {
+        let id = NEXT_PHASE.fetch_add(1, Ordering::Relaxed);
+        for c in &self.conns {
+            *c.shared.tally() = Tally::default();
+        }
+        self.phase.store(id, Ordering::Relaxed);
+        let window = match phase.pace {
+            Pace::Window(w) => w,
+            Pace::Rate(_) => 0,
+        };
+        let started = Instant::now();
+        let deadline = started + phase.duration;
+        let mut tasks = Vec::new();
+        let mut send_errors = 0;
+        for &i in &phase.senders {
+            let Some(conn) = self.conns.get_mut(i) else {
+                send_errors += 1;
+                continue;
+            };
+            let Some(sink) = conn.sink.take() else {
+                send_errors += 1;
+                continue;
+            };
+            let shared = Arc::clone(&conn.shared);
+            shared.window.add_permits(window);
+            let sender = SenderCtx {
+                me: conn.spec.index,
+                to: conn.spec.to.0,
+                receiver_json: conn.spec.to.1.clone(),
+                phase: id,
+                text_bytes: phase.text_bytes,
+            };
+            let pace = phase.pace;
+            tasks.push((
+                i,
+                tokio::spawn(async move {
+                    let mut sink = sink;
+                    let r = match pace {
+                        Pace::Rate(r) => sender.by_rate(&mut sink, r, started, deadline).await,
+                        Pace::Window(_) => sender.by_window(&mut sink, &shared, deadline).await,
+                    };
+                    (sink, r)
+                }),
+            ));
+        }
+        let mut sent = 0;
+        let mut intended = 0;
+        for (i, t) in tasks {
+            match t.await {
+                Ok((sink, r)) => {
+                    sent += r.sent;
+                    intended += r.intended;
+                    send_errors += r.errors;
+                    self.conns[i].sink = Some(sink);
+                }
+                Err(_) => send_errors += 1,
+            }
+        }
+        let expected = sent * phase.deliveries_per_message;
+        let drain_until = Instant::now() + phase.drain;
+        while Instant::now() < drain_until && self.delivered() < expected {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        // Later arrivals are late: stop counting them before reading the tallies.
+        self.phase.store(0, Ordering::Relaxed);
+        let mut total = Tally::default();
+        for c in &self.conns {
+            total.merge(&c.shared.tally());
+        }
+        let mut report = Report {
+            connections: self.conns.len() + self.connect_errors as usize,
+            senders: phase.senders.len(),
+            rate_per_sender: match phase.pace {
+                Pace::Rate(r) => Some(round3(r)),
+                Pace::Window(_) => None,
+            },
+            window: match phase.pace {
+                Pace::Window(w) => Some(w),
+                Pace::Rate(_) => None,
+            },
+            duration_s: phase.duration.as_secs_f64(),
+            sent,
+            intended,
+            expected_deliveries: expected,
+            errors: send_errors + self.connect_errors,
+            connect_s: round3(self.connect_s),
+            connect_latency: self.connect_latency,
+            ..Report::default()
+        };
+        report.fill(&total, elapsed);
+        report
+    }
+
+    fn delivered(&self) -> u64 {
+        self.conns.iter().map(|c| c.shared.tally().delivered).sum()
+    }
+
+    /// Closes every connection (without waiting for the server's replies).
+    pub async fn close(self) {
+        for mut c in self.conns {
+            c.reader.abort();
+            if let Some(mut sink) = c.sink.take() {
+                let _ = tokio::time::timeout(Duration::from_millis(100), sink.close()).await;
+            }
+        }
+    }
+}
+
+async fn connect_one(
+    spec: ConnSpec,
+    phase: Arc<AtomicU32>,
+    read_buffer: usize,
+) -> anyhow::Result<Conn> {
+    let mut req = spec
+        .url
+        .as_str()
+        .into_client_request()
+        .with_context(|| format!("bad url {}", spec.url))?;
+    if let Some(token) = &spec.token {
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).context("token header")?;
+        req.headers_mut().insert("authorization", value);
+    }
+    let config = WebSocketConfig::default()
+        .read_buffer_size(read_buffer)
+        .max_message_size(Some(1 << 20));
+    let (ws, _) = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(req, Some(config), true),
+    )
+    .await
+    .context("connect timed out")?
+    .with_context(|| format!("connecting to {}", spec.url))?;
+    let (sink, stream) = ws.split();
+    let shared = Arc::new(Shared {
+        tally: Mutex::new(Tally::default()),
+        window: Semaphore::new(0),
+        ready: Notify::new(),
+        alive: AtomicBool::new(true),
+    });
+    let reader = tokio::spawn(read_loop(
+        stream,
+        Arc::clone(&shared),
+        phase,
+        ReaderCtx {
+            me: spec.index,
+            accept: spec.accept,
+        },
+    ));
+    tokio::time::timeout(CONNECT_TIMEOUT, shared.ready.notified())
+        .await
+        .context("no ready frame in time")?;
+    Ok(Conn {
+        spec,
+        shared,
+        sink: Some(sink),
+        reader,
+    })
+}
+
+struct ReaderCtx {
+    me: u32,
+    accept: Accept,
+}
+
+/// Reads until the socket ends (or the task is aborted at session close).
+async fn read_loop(
+    mut stream: SplitStream<Ws>,
+    shared: Arc<Shared>,
+    phase: Arc<AtomicU32>,
+    ctx: ReaderCtx,
+) {
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(Message::Text(text)) => {
+                let text = text.as_str();
+                if let Some(m) = Marker::find(text) {
+                    let current = phase.load(Ordering::Relaxed);
+                    if current == 0 || m.phase != current {
+                        continue;
+                    }
+                    let latency = now_us().saturating_sub(m.sent_us);
+                    let is_ack = m.sender == ctx.me;
+                    {
+                        let mut t = shared.tally();
+                        t.record(latency, is_ack);
+                        if !ctx.accept.allows(ctx.me, &m) {
+                            t.misdelivered += 1;
+                        }
+                    }
+                    if is_ack {
+                        shared.window.add_permits(1);
+                    }
+                } else if text.contains(r#""type":"ready""#) {
+                    shared.ready.notify_one();
+                } else if text.contains(r#""type":"error""#) {
+                    shared.tally().errors += 1;
+                    // The refused message will never be acknowledged: free its slot.
+                    shared.window.add_permits(1);
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => {
+                shared.tally().errors += 1;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    shared.alive.store(false, Ordering::Relaxed);
+}
+
+struct SenderCtx {
+    me: u32,
+    to: u32,
+    receiver_json: String,
+    phase: u32,
+    text_bytes: usize,
+}
+
+#[derive(Default)]
+struct Sent {
+    sent: u64,
+    intended: u64,
+    errors: u64,
+}
+
+impl SenderCtx {
+    /// The frame natter expects; the ceiling echoes it verbatim.
+    fn frame(&self, seq: u64) -> Message {
+        let marker = Marker {
+            phase: self.phase,
+            sender: self.me,
+            to: self.to,
+            seq,
+            sent_us: now_us(),
+        };
+        Message::text(format!(
+            r#"{{"type":"chat_message","message":"{}","client_id":"c{}-{}-{}","receiver_username":{}}}"#,
+            marker.text(self.text_bytes),
+            self.me,
+            self.phase,
+            seq,
+            self.receiver_json
+        ))
+    }
+
+    /// Sends `rate` messages per second until `deadline`, catching up in bursts each
+    /// millisecond tick; what it could not send in time shows as `intended - sent`.
+    async fn by_rate(
+        &self,
+        sink: &mut WsSink,
+        rate: f64,
+        started: Instant,
+        deadline: Instant,
+    ) -> Sent {
+        let mut out = Sent::default();
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let total = (deadline - started).as_secs_f64();
+        out.intended = (total * rate).floor() as u64;
+        while Instant::now() < deadline {
+            tick.tick().await;
+            let due = ((started.elapsed().as_secs_f64().min(total)) * rate).floor() as u64;
+            if due <= out.sent {
+                continue;
+            }
+            while out.sent < due {
+                let frame = self.frame(out.sent);
+                if !write(sink.feed(frame)).await {
+                    out.errors += 1;
+                    return out;
+                }
+                out.sent += 1;
+            }
+            if !write(sink.flush()).await {
+                out.errors += 1;
+                return out;
+            }
+        }
+        out
+    }
+
+    /// Keeps up to the window's worth of messages unacknowledged until `deadline`.
+    async fn by_window(&self, sink: &mut WsSink, shared: &Shared, deadline: Instant) -> Sent {
+        let mut out = Sent::default();
+        loop {
+            let deadline = tokio::time::Instant::from_std(deadline);
+            let Ok(Ok(first)) = tokio::time::timeout_at(deadline, shared.window.acquire()).await
+            else {
+                break;
+            };
+            first.forget();
+            let mut n = 1;
+            while let Ok(p) = shared.window.try_acquire() {
+                p.forget();
+                n += 1;
+            }
+            for _ in 0..n {
+                let frame = self.frame(out.sent);
+                if !write(sink.feed(frame)).await {
+                    out.errors += 1;
+                    return out;
+                }
+                out.sent += 1;
+            }
+            if !write(sink.flush()).await {
+                out.errors += 1;
+                return out;
+            }
+        }
+        out.intended = out.sent;
+        out
+    }
+}
+
+async fn write<F, E>(f: F) -> bool
+where
+    F: std::future::Future<Output = Result<(), E>>,
+{
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, f).await, Ok(Ok(())))
+}
+
+/// The group-message `to` for a [`ConnSpec`].
+pub fn to_everyone() -> (u32, String) {
+    (TO_EVERYONE, "null".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(sender: u32, to: u32) -> Marker {
+        Marker {
+            phase: 1,
+            sender,
+            to,
+            seq: 0,
+            sent_us: 0,
+        }
+    }
+
+    /// A direct message to someone else is a misdelivery; one's own and one's partner's are not.
+    #[test]
+    fn misdelivery_rules() {
+        assert!(Accept::Partner(3).allows(2, &m(2, 3)));
+        assert!(Accept::Partner(3).allows(2, &m(3, 2)));
+        assert!(!Accept::Partner(3).allows(2, &m(4, 5)));
+        assert!(!Accept::Partner(3).allows(2, &m(3, 4)));
+        assert!(Accept::OwnOnly.allows(7, &m(7, 100)));
+        assert!(!Accept::OwnOnly.allows(7, &m(8, 100)));
+        assert!(Accept::Any.allows(7, &m(8, TO_EVERYONE)));
+    }
+}

@@ -1,0 +1,245 @@
+//! Who connects where, and one measured run against a started server.
+//!
+//! A [`Routing`] says who receives what, and becomes the same traffic on either target: on
+//! natter a user per connection (or a few users sharing connections for group messages)
+//! and `receiver_username` for direct messages; on the ceiling the rooms in the path.
+
+use std::time::Duration;
+
+use crate::load::{Accept, ConnSpec, Pace, Phase, Session, to_everyone};
+use crate::stats::{Report, round3};
+use crate::target::{Kind, NatterOptions, Server};
+
+/// Who receives what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// Group messages to every connection; natter connections share `users` accounts.
+    Group {
+        /// Accounts the connections are spread over.
+        users: usize,
+    },
+    /// Connection `2k` and `2k+1` are the two parties of direct messages, one user each.
+    Pairs,
+    /// The last connection is a sink every other connection sends direct messages to.
+    Sink,
+}
+
+impl Routing {
+    /// Accounts natter needs for `n` connections.
+    pub fn users(self, n: usize) -> usize {
+        match self {
+            Routing::Group { users } => users.clamp(1, n.max(1)),
+            Routing::Pairs | Routing::Sink => n,
+        }
+    }
+
+    /// Deliveries one message makes on `n` connections.
+    pub fn deliveries_per_message(self, n: usize) -> u64 {
+        match self {
+            Routing::Group { .. } => n as u64,
+            Routing::Pairs | Routing::Sink => 2,
+        }
+    }
+
+    /// Connections that may send: all of them, except the sink.
+    pub fn possible_senders(self, n: usize) -> usize {
+        match self {
+            Routing::Sink => n.saturating_sub(1),
+            _ => n,
+        }
+    }
+}
+
+/// The connections for `n` connections on `server`, given natter's tokens (ignored by
+/// the ceiling).
+pub fn specs(server: &Server, routing: Routing, n: usize, tokens: &[String]) -> Vec<ConnSpec> {
+    let addr = server.addr;
+    let natter = server.kind == Kind::Natter;
+    let url = |room: String| {
+        if natter {
+            format!("ws://{addr}/ws/chat/")
+        } else {
+            format!("ws://{addr}/rooms/{room}")
+        }
+    };
+    let token = |user: usize| tokens.get(user).cloned();
+    let idx = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+    let users = routing.users(n).max(1);
+    (0..n)
+        .map(|i| match routing {
+            Routing::Group { .. } => ConnSpec {
+                index: idx(i),
+                url: url("all".into()),
+                token: token(i % users),
+                accept: Accept::Any,
+                to: to_everyone(),
+            },
+            Routing::Pairs => {
+                let partner = i ^ 1;
+                ConnSpec {
+                    index: idx(i),
+                    url: url(format!("p{}", i / 2)),
+                    token: token(i),
+                    accept: Accept::Partner(idx(partner)),
+                    to: (idx(partner), format!("\"bu{partner}\"")),
+                }
+            }
+            Routing::Sink => {
+                let sink = n - 1;
+                if i == sink {
+                    let all: Vec<String> = (0..sink).map(|s| format!("s{s}")).collect();
+                    ConnSpec {
+                        index: idx(i),
+                        url: url(all.join(",")),
+                        token: token(i),
+                        accept: Accept::Any,
+                        to: to_everyone(),
+                    }
+                } else {
+                    ConnSpec {
+                        index: idx(i),
+                        url: url(format!("s{i}")),
+                        token: token(i),
+                        accept: Accept::OwnOnly,
+                        to: (idx(sink), format!("\"bu{sink}\"")),
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+/// A started server with its accounts, ready for any number of runs.
+pub struct Prepared {
+    /// The server.
+    pub server: Server,
+    /// Routing the accounts were made for.
+    pub routing: Routing,
+    /// Connections per run.
+    pub connections: usize,
+    tokens: Vec<String>,
+    baseline_rss_kib: u64,
+}
+
+/// What a run sends.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// Sending connections (capped at the routing's possible senders).
+    pub senders: usize,
+    /// Pacing.
+    pub pace: Pace,
+    /// How long.
+    pub duration: Duration,
+    /// Longest wait for the last deliveries.
+    pub drain: Duration,
+    /// Text length per message.
+    pub text_bytes: usize,
+}
+
+impl Prepared {
+    /// Starts `kind` and registers the accounts `routing` needs for `connections`.
+    pub async fn start(
+        kind: Kind,
+        natter: &NatterOptions,
+        routing: Routing,
+        connections: usize,
+    ) -> anyhow::Result<Prepared> {
+        let server = match kind {
+            Kind::Natter => {
+                let mut opts = natter.clone();
+                opts.max_connections = opts.max_connections.max(connections + 16);
+                Server::start_natter(&opts).await?
+            }
+            Kind::Ceiling => Server::start_ceiling().await?,
+        };
+        let tokens = match kind {
+            Kind::Natter => server.register_users(routing.users(connections)).await?,
+            Kind::Ceiling => Vec::new(),
+        };
+        let baseline_rss_kib = server.rss_kib().unwrap_or(0);
+        Ok(Prepared {
+            server,
+            routing,
+            connections,
+            tokens,
+            baseline_rss_kib,
+        })
+    }
+
+    /// Opens the connections, runs `load`, closes them; one report.
+    pub async fn run(&mut self, scenario: &str, load: Load) -> Report {
+        let n = self.connections;
+        let mut session =
+            Session::connect(specs(&self.server, self.routing, n, &self.tokens)).await;
+        let senders = load.senders.min(self.routing.possible_senders(n));
+        let phase = Phase {
+            senders: (0..senders).collect(),
+            pace: load.pace,
+            duration: load.duration,
+            drain: load.drain,
+            deliveries_per_message: self.routing.deliveries_per_message(n),
+            text_bytes: load.text_bytes,
+        };
+        let mut report = session.run(&phase).await;
+        self.finish(&mut report, scenario);
+        session.close().await;
+        report
+    }
+
+    /// Opens the connections, holds them for `hold`, closes them: connect time and memory.
+    pub async fn idle(&mut self, scenario: &str, hold: Duration) -> Report {
+        let session = Session::connect(specs(
+            &self.server,
+            self.routing,
+            self.connections,
+            &self.tokens,
+        ))
+        .await;
+        tokio::time::sleep(hold).await;
+        let mut report = session.idle_report(self.connections);
+        self.finish(&mut report, scenario);
+        session.close().await;
+        report
+    }
+
+    fn finish(&mut self, report: &mut Report, scenario: &str) {
+        report.target = self.server.kind.name().to_owned();
+        report.scenario = scenario.to_owned();
+        report.server_rss_kib = self.server.rss_kib().unwrap_or(0);
+        if report.connections > 0 {
+            let grown = report.server_rss_kib.saturating_sub(self.baseline_rss_kib);
+            report.rss_per_connection_kib = round3(grown as f64 / report.connections as f64);
+        }
+        if !self.server.is_running() {
+            report.errors += 1;
+            eprintln!(
+                "natter-bench: the {} server died; its log:\n{}",
+                self.server.kind.name(),
+                self.server.log()
+            );
+        }
+    }
+
+    /// Stops the server.
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct messages make two deliveries; group messages one per connection.
+    #[test]
+    fn deliveries_per_routing() {
+        assert_eq!(
+            Routing::Group { users: 10 }.deliveries_per_message(100),
+            100
+        );
+        assert_eq!(Routing::Pairs.deliveries_per_message(100), 2);
+        assert_eq!(Routing::Sink.deliveries_per_message(101), 2);
+        assert_eq!(Routing::Sink.possible_senders(101), 100);
+        assert_eq!(Routing::Group { users: 10 }.users(4), 4);
+    }
+}

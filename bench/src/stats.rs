@@ -1,0 +1,240 @@
+//! Counting deliveries and summarizing a run into its one JSON line.
+//!
+//! Each connection's reader keeps its own [`Tally`] (histograms in microseconds), behind an
+//! uncontended mutex; at the end of a phase the tallies are merged and turned into a
+//! [`Report`].
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Highest latency a histogram tracks, in microseconds (a minute); larger values are clamped.
+const MAX_TRACKED_US: u64 = 60_000_000;
+
+fn new_histogram() -> Histogram<u64> {
+    // Bounds are constants that hdrhistogram accepts (1 ≤ low, high ≥ 2·low, 3 figures).
+    Histogram::new_with_bounds(1, MAX_TRACKED_US, 3).unwrap_or_else(|_| unreachable!())
+}
+
+/// What one connection (or, merged, a whole run) observed.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// Send→receive latency of every delivery, µs.
+    pub delivery_us: Histogram<u64>,
+    /// Send→echo latency at the sender (the acknowledgement), µs.
+    pub ack_us: Histogram<u64>,
+    /// Benchmark messages received in the current phase.
+    pub delivered: u64,
+    /// Of those, the connection's own messages coming back.
+    pub acknowledged: u64,
+    /// Direct messages received by a connection that is neither party.
+    pub misdelivered: u64,
+    /// Error frames, unexpected closes, failed reads or writes.
+    pub errors: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            delivery_us: new_histogram(),
+            ack_us: new_histogram(),
+            delivered: 0,
+            acknowledged: 0,
+            misdelivered: 0,
+            errors: 0,
+        }
+    }
+}
+
+impl Tally {
+    /// Records one delivery `latency_us` old; `is_ack` when it is the receiver's own message.
+    pub fn record(&mut self, latency_us: u64, is_ack: bool) {
+        let v = latency_us.clamp(1, MAX_TRACKED_US);
+        self.delivered += 1;
+        // `v` is within the histogram's bounds, so recording cannot fail.
+        let _ = self.delivery_us.record(v);
+        if is_ack {
+            self.acknowledged += 1;
+            let _ = self.ack_us.record(v);
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Tally) {
+        // Same bounds on both sides: adding cannot fail.
+        let _ = self.delivery_us.add(&other.delivery_us);
+        let _ = self.ack_us.add(&other.ack_us);
+        self.delivered += other.delivered;
+        self.acknowledged += other.acknowledged;
+        self.misdelivered += other.misdelivered;
+        self.errors += other.errors;
+    }
+}
+
+/// Percentiles of one histogram, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest value seen.
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    /// Summarizes a histogram of microseconds; all zero when it is empty.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        let ms = |us: u64| round3(us as f64 / 1000.0);
+        Percentiles {
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+/// Rounds to three decimals, to keep the JSON short.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// One run, as printed on one JSON line.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Which server: `natter` or `ceiling`.
+    pub target: String,
+    /// Scenario label (`fanout`, `latency`, `ingress`, `dm`, `idle`, ...).
+    pub scenario: String,
+    /// Open WebSocket connections.
+    pub connections: usize,
+    /// Connections that sent.
+    pub senders: usize,
+    /// Messages per second per sender, when paced by rate.
+    pub rate_per_sender: Option<f64>,
+    /// Unacknowledged messages allowed per sender, when paced by window.
+    pub window: Option<usize>,
+    /// Seconds of sending.
+    pub duration_s: f64,
+    /// Messages the pacing called for; more than `sent` when a sender fell behind.
+    pub intended: u64,
+    /// Messages written to the sockets.
+    pub sent: u64,
+    /// Messages whose echo reached their sender.
+    pub acknowledged: u64,
+    /// Deliveries observed (the echoes included).
+    pub delivered: u64,
+    /// Deliveries the routing calls for: every connection for a group message, both
+    /// parties' connections for a direct one.
+    pub expected_deliveries: u64,
+    /// `delivered / expected_deliveries`.
+    pub delivery_ratio: f64,
+    /// Deliveries per second of the run (sending plus the drain).
+    pub delivered_per_s: f64,
+    /// Acknowledgements per second.
+    pub acknowledged_per_s: f64,
+    /// Send→receive latency of all deliveries.
+    pub latency: Percentiles,
+    /// Send→echo latency at the senders.
+    pub ack_latency: Percentiles,
+    /// Deliveries to a connection that was not a party of the direct message.
+    pub misdelivered: u64,
+    /// Error frames, failed connects, unexpected closes (a 1013 "too slow" included).
+    pub errors: u64,
+    /// Seconds to open all connections (their `ready` frames included).
+    pub connect_s: f64,
+    /// Per-connection connect time.
+    pub connect_latency: Percentiles,
+    /// Server resident memory at the end of the run, KiB.
+    pub server_rss_kib: u64,
+    /// `(server_rss - rss before any connection) / connections`, KiB.
+    pub rss_per_connection_kib: f64,
+}
+
+impl Report {
+    /// Fills the derived fields from the merged tally and the run's wall time.
+    pub fn fill(&mut self, tally: &Tally, elapsed_s: f64) {
+        self.acknowledged = tally.acknowledged;
+        self.delivered = tally.delivered;
+        self.misdelivered = tally.misdelivered;
+        self.errors += tally.errors;
+        self.delivery_ratio = if self.expected_deliveries == 0 {
+            0.0
+        } else {
+            round3(tally.delivered as f64 / self.expected_deliveries as f64)
+        };
+        if elapsed_s > 0.0 {
+            self.delivered_per_s = (tally.delivered as f64 / elapsed_s).round();
+            self.acknowledged_per_s = (tally.acknowledged as f64 / elapsed_s).round();
+        }
+        self.latency = Percentiles::of(&tally.delivery_us);
+        self.ack_latency = Percentiles::of(&tally.ack_us);
+    }
+
+    /// The JSON line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Merging adds counts and histograms; acks are counted as deliveries too.
+    #[test]
+    fn merge_adds_everything() {
+        let mut a = Tally::default();
+        a.record(1_000, true);
+        a.record(2_000, false);
+        let mut b = Tally::default();
+        b.record(3_000, false);
+        b.errors = 2;
+        a.merge(&b);
+        assert_eq!((a.delivered, a.acknowledged, a.errors), (3, 1, 2));
+        assert_eq!(a.delivery_us.len(), 3);
+        assert_eq!(a.ack_us.len(), 1);
+    }
+
+    /// Percentiles come out in milliseconds; an empty histogram gives zeros, not a panic.
+    #[test]
+    fn percentiles_in_milliseconds() {
+        let mut t = Tally::default();
+        for us in 1..=1000 {
+            t.record(us * 10, false);
+        }
+        let p = Percentiles::of(&t.delivery_us);
+        assert!((p.p50_ms - 5.0).abs() < 0.01, "{p:?}");
+        assert!((p.p99_ms - 9.9).abs() < 0.01, "{p:?}");
+        assert!((p.max_ms - 10.0).abs() < 0.01, "{p:?}");
+        assert_eq!(
+            Percentiles::of(&Tally::default().ack_us),
+            Percentiles::default()
+        );
+    }
+
+    /// Ratio and rates are derived from the tally and the elapsed time.
+    #[test]
+    fn report_derives_ratio_and_rates() {
+        let mut t = Tally::default();
+        for _ in 0..99 {
+            t.record(500, false);
+        }
+        let mut r = Report {
+            expected_deliveries: 100,
+            ..Report::default()
+        };
+        r.fill(&t, 2.0);
+        assert_eq!(r.delivery_ratio, 0.99);
+        assert_eq!(r.delivered_per_s, 50.0);
+        assert!(r.to_json().contains("\"delivery_ratio\":0.99"));
+    }
+}

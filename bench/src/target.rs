@@ -1,0 +1,250 @@
+//! The server under test, as a child process: natter-server on a temporary database, or
+//! this binary's own `ceiling-server`. Either way it binds 127.0.0.1:0 and says where on
+//! stdout, and its PID lets us read its resident memory from `/proc`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use natter_shared::protocol::{AuthResponse, Credentials};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a server may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long one registration may take (argon2 on a busy machine).
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Registrations in flight at once.
+const REGISTER_CONCURRENCY: usize = 4;
+
+/// Which server a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// natter-server, storing every message.
+    Natter,
+    /// The minimal broadcast server in this crate.
+    Ceiling,
+}
+
+impl Kind {
+    /// `natter` or `ceiling`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Natter => "natter",
+            Kind::Ceiling => "ceiling",
+        }
+    }
+}
+
+/// A running server, killed when dropped.
+pub struct Server {
+    /// Which one.
+    pub kind: Kind,
+    /// Where it listens (always 127.0.0.1).
+    pub addr: SocketAddr,
+    child: Child,
+    pid: u32,
+    // Holds the database and the server's log until the server is gone.
+    dir: tempfile::TempDir,
+}
+
+/// Options for starting natter-server.
+#[derive(Debug, Clone)]
+pub struct NatterOptions {
+    /// The `natter-server` binary.
+    pub binary: PathBuf,
+    /// `--max-connections`.
+    pub max_connections: usize,
+    /// `--queue-capacity`.
+    pub queue_capacity: usize,
+}
+
+impl Server {
+    /// Starts natter-server on a fresh temporary database with the rate limit off.
+    pub async fn start_natter(opts: &NatterOptions) -> anyhow::Result<Server> {
+        let dir = tempfile::tempdir().context("creating a temporary directory")?;
+        let db = dir.path().join("bench.db");
+        let mut cmd = Command::new(&opts.binary);
+        cmd.arg("--bind")
+            .arg("127.0.0.1:0")
+            .arg("--db")
+            .arg(&db)
+            .arg("--rate-limit")
+            .arg("0")
+            .arg("--max-connections")
+            .arg(opts.max_connections.to_string())
+            .arg("--queue-capacity")
+            .arg(opts.queue_capacity.to_string())
+            .env("RUST_LOG", "warn");
+        Self::start(Kind::Natter, cmd, dir)
+            .await
+            .with_context(|| format!("starting {}", opts.binary.display()))
+    }
+
+    /// Starts `natter-bench ceiling-server` (this very binary).
+    pub async fn start_ceiling() -> anyhow::Result<Server> {
+        let dir = tempfile::tempdir().context("creating a temporary directory")?;
+        let exe = std::env::current_exe().context("finding natter-bench's own path")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("ceiling-server").arg("--bind").arg("127.0.0.1:0");
+        Self::start(Kind::Ceiling, cmd, dir).await
+    }
+
+    async fn start(kind: Kind, mut cmd: Command, dir: tempfile::TempDir) -> anyhow::Result<Server> {
+        let log = std::fs::File::create(dir.path().join("server.log"))
+            .context("creating the server log")?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().context("spawning the server")?;
+        let pid = child.id().context("server exited at once")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+            .await
+            .context("server did not print its address in time")?
+            .context("reading server stdout")?;
+        let Some(line) = line else {
+            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+            bail!("server exited before listening; its log:\n{log}");
+        };
+        let addr = parse_listening(&line)
+            .with_context(|| format!("no address in the server's first line {line:?}"))?;
+        if !addr.ip().is_loopback() {
+            bail!("server bound {addr}, not a loopback address");
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Server {
+            kind,
+            addr,
+            child,
+            pid,
+            dir,
+        })
+    }
+
+    /// Resident memory, KiB, from `/proc/PID/status`.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .context("reading the server's /proc status")?;
+        parse_vm_rss(&status).context("no VmRSS line in /proc status")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The server's log so far (natter at `warn`), for error messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Kills the server and waits for it (bounded).
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+
+    /// Registers `count` users named `bu0…`, returning their tokens in order.
+    pub async fn register_users(&self, count: usize) -> anyhow::Result<Vec<String>> {
+        let client = reqwest::Client::builder()
+            .timeout(REGISTER_TIMEOUT)
+            .build()
+            .context("building the HTTP client")?;
+        let url = format!("http://{}/api/auth/register", self.addr);
+        let results: Vec<anyhow::Result<String>> = futures_util::stream::iter(0..count)
+            .map(|i| {
+                let client = client.clone();
+                let url = url.clone();
+                async move {
+                    let body = Credentials {
+                        username: format!("bu{i}"),
+                        password: "bench-password".to_owned(),
+                    };
+                    let resp = client
+                        .post(&url)
+                        .json(&body)
+                        .send()
+                        .await
+                        .with_context(|| format!("POST {url}"))?;
+                    let status = resp.status();
+                    if status != reqwest::StatusCode::CREATED {
+                        let text = resp.text().await.unwrap_or_default();
+                        bail!("registering bu{i}: {status} {text}");
+                    }
+                    let auth: AuthResponse = resp.json().await.context("register reply")?;
+                    Ok(auth.token)
+                }
+            })
+            .buffered(REGISTER_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+}
+
+/// The address in `natter-server listening on 127.0.0.1:PORT, database PATH` or
+/// `ceiling listening on 127.0.0.1:PORT`.
+pub fn parse_listening(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+    let end = rest
+        .find(|c: char| c == ',' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The `VmRSS:   1234 kB` value.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `target/release/natter-server` beside this binary's own directory, the usual layout.
+pub fn default_server_binary() -> PathBuf {
+    sibling_binary("natter-server")
+}
+
+/// A binary built into the same target directory as this one.
+pub fn sibling_binary(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .map(|d| d.join(name))
+        .unwrap_or_else(|| PathBuf::from("target/release").join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both servers' startup lines give their address.
+    #[test]
+    fn listening_lines() {
+        let natter = "natter-server listening on 127.0.0.1:41234, database /tmp/x/bench.db";
+        assert_eq!(
+            parse_listening(natter),
+            Some("127.0.0.1:41234".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listening("ceiling listening on 127.0.0.1:5"),
+            Some("127.0.0.1:5".parse().unwrap())
+        );
+        assert_eq!(parse_listening("hello"), None);
+    }
+
+    /// RSS comes from the VmRSS line, in kB.
+    #[test]
+    fn vm_rss_line() {
+        let status = "Name:\tnatter-server\nVmPeak:\t  9999 kB\nVmRSS:\t    5120 kB\n";
+        assert_eq!(parse_vm_rss(status), Some(5120));
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+    }
+}
