@@ -91,10 +91,7 @@ async fn event_loop(
         cmd_rx,
         net_tx,
     ));
-    let runner = Runner {
-        outbox_dir: options.paths.outbox_dir(options.server.http_base()),
-        cmds: cmd_tx,
-    };
+    let runner = Runner::new(options.paths.outbox_dir(options.server.http_base()), cmd_tx);
     if let Some(cmd) = app.start() {
         runner.carry_out(&mut app, cmd).await;
     }
@@ -138,14 +135,22 @@ async fn event_loop(
     Ok(())
 }
 
-/// Carries out the app's commands.
-struct Runner {
+/// Carries out the app's commands: writes sends to the outbox, then hands every command to
+/// the network task. Public so that tests drive the app exactly as the screen does.
+#[derive(Debug, Clone)]
+pub struct Runner {
     outbox_dir: std::path::PathBuf,
     cmds: mpsc::Sender<Cmd>,
 }
 
 impl Runner {
-    async fn carry_out(&self, app: &mut App, cmd: Cmd) {
+    /// A runner writing outboxes under `outbox_dir` and feeding `cmds`.
+    pub fn new(outbox_dir: std::path::PathBuf, cmds: mpsc::Sender<Cmd>) -> Self {
+        Runner { outbox_dir, cmds }
+    }
+
+    /// Carries out one command.
+    pub async fn carry_out(&self, app: &mut App, cmd: Cmd) {
         if let Cmd::Send { sender, outgoing } = &cmd {
             // Durable first: once this returns the message survives a crash or a quit.
             if let Err(e) = Outbox::new(&self.outbox_dir, sender).push(outgoing) {

@@ -357,7 +357,11 @@ fn tab_completes_usernames_in_send_to() {
     assert_eq!(app.focus, Focus::SendTo);
     app.update(Msg::Char('b'));
     app.update(Msg::Tab);
-    assert_eq!(app.to.text(), "bobby", "a new prefix starts a new completion");
+    assert_eq!(
+        app.to.text(),
+        "bobby",
+        "a new prefix starts a new completion"
+    );
     app.update(Msg::DeleteToStart);
     typed(&mut app, "carol");
     app.update(Msg::Tab);

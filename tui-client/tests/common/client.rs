@@ -1,0 +1,145 @@
+//! A chat-screen client without a terminal: the real `App`, `Runner` (outbox) and network
+//! task, with the events fed to the app as the screen's loop does.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)] // test helpers: a panic is the failure report
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::FixedOffset;
+use natter::app::{App, AppConfig};
+use natter::chat::Runner;
+use natter::msg::{Link, Msg, NetEvent};
+use natter::net::{self, NetConfig, ServerUrl};
+use natter::paths::Paths;
+use tokio::sync::mpsc;
+
+/// Generous bound for anything that should happen "soon": tests never assert on timing,
+/// they only give up after this.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct Client {
+    pub app: App,
+    pub runner: Runner,
+    pub events: mpsc::Receiver<NetEvent>,
+    /// Every link state reported, in order.
+    pub links: Vec<Link>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Client {
+    /// Starts a client for `name` against `server`, keeping its files under `home`.
+    pub async fn start(server: &str, home: &Path, name: &str) -> Client {
+        let paths = Paths::under(home);
+        let server = ServerUrl::parse(server).unwrap();
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let (ev_tx, ev_rx) = mpsc::channel(1024);
+        let task = tokio::spawn(net::run(
+            NetConfig {
+                server: server.clone(),
+                paths: paths.clone(),
+            },
+            cmd_rx,
+            ev_tx,
+        ));
+        let mut app = App::new(AppConfig {
+            server: server.host().to_owned(),
+            name: Some(name.to_owned()),
+            to: None,
+            color: false,
+            utc_offset: FixedOffset::east_opt(0).unwrap(),
+            client_id_prefix: natter::credentials::random_string(8),
+            now: Instant::now(),
+            size: (80, 24),
+        });
+        let runner = Runner::new(paths.outbox_dir(server.http_base()), cmd_tx);
+        if let Some(cmd) = app.start() {
+            runner.carry_out(&mut app, cmd).await;
+        }
+        Client {
+            app,
+            runner,
+            events: ev_rx,
+            links: Vec::new(),
+            task,
+        }
+    }
+
+    /// Feeds a message to the app and carries out what it asks.
+    pub async fn update(&mut self, msg: Msg) {
+        if let Some(cmd) = self.app.update(msg) {
+            self.runner.carry_out(&mut self.app, cmd).await;
+        }
+    }
+
+    /// Types `text` into the message field and presses Enter.
+    pub async fn say(&mut self, text: &str) {
+        self.app.input.set(text);
+        self.app.focus = natter::app::Focus::Message;
+        self.update(Msg::Submit).await;
+    }
+
+    /// Applies network events until `done(app)` holds; panics after [`PATIENCE`].
+    pub async fn wait_for(&mut self, what: &str, done: impl Fn(&App) -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !done(&self.app) {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) => {
+                    if let NetEvent::Link { link, .. } = &event {
+                        if self.links.last() != Some(link) {
+                            self.links.push(*link);
+                        }
+                    }
+                    self.update(Msg::Net(event)).await;
+                }
+                Ok(None) => panic!("network task ended while waiting for {what}"),
+                Err(_) => panic!(
+                    "timed out waiting for {what}; link {:?}, status {:?}, links {:?}",
+                    self.app.link, self.app.status, self.links
+                ),
+            }
+        }
+    }
+
+    pub async fn wait_live(&mut self) {
+        self.wait_for("LIVE", |a| {
+            a.link == Link::Live
+                && a.status
+                    .as_ref()
+                    .is_none_or(|s| !s.1.starts_with("connecting"))
+        })
+        .await;
+    }
+
+    /// Waits until a stored message with exactly `text` is shown.
+    pub async fn wait_text(&mut self, text: &str) {
+        self.wait_for(&format!("message {text:?}"), |a| {
+            texts(a).iter().any(|t| t == text)
+        })
+        .await;
+    }
+
+    /// Quits as the screen would: the net task is stopped, files stay.
+    pub async fn quit(mut self) {
+        self.update(Msg::Quit).await;
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// The texts of the stored (confirmed) messages shown.
+pub fn texts(app: &App) -> Vec<String> {
+    app.timeline
+        .messages()
+        .iter()
+        .map(|m| m.text.clone())
+        .collect()
+}
+
+/// How often a confirmed message with `text` is shown.
+pub fn count(app: &App, text: &str) -> usize {
+    app.timeline
+        .messages()
+        .iter()
+        .filter(|m| m.text == text)
+        .count()
+}

@@ -1,0 +1,116 @@
+//! The real `natter-server` for end-to-end tests.
+//!
+//! Finding the binary: `CARGO_BIN_EXE_*` only names binaries of this package, so the server
+//! is looked up next to `natter`'s own binary (same target directory, same profile) after
+//! running `cargo build -p natter-server` once per test process (a no-op when it is fresh;
+//! cargo no longer holds the build lock while tests run). Set `NATTER_SERVER_BIN` to use
+//! another binary and skip the build.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)] // test helpers: a panic is the failure report
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+
+/// Path to a fresh `natter-server` binary.
+pub fn server_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("NATTER_SERVER_BIN") {
+            return PathBuf::from(p);
+        }
+        let natter = Path::new(env!("CARGO_BIN_EXE_natter"));
+        let dir = natter.parent().expect("target profile directory");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "-p", "natter-server", "--quiet"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .expect("running cargo build -p natter-server");
+        assert!(status.success(), "cargo build -p natter-server failed");
+        let bin = dir.join("natter-server");
+        assert!(bin.exists(), "no server binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A running server; killed (SIGKILL) when dropped.
+pub struct Server {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The database file.
+    pub db: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on a free port with `db`, rate limit off.
+    pub fn start(db: &Path) -> Server {
+        Server::start_on(db, "127.0.0.1:0")
+    }
+
+    /// Starts a server bound to `bind` (retrying for a few seconds if the port is busy).
+    pub fn start_on(db: &Path, bind: &str) -> Server {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mut child = Command::new(server_binary())
+                .args(["--bind", bind, "--rate-limit", "0", "--db"])
+                .arg(db)
+                .env_remove("NATTER_BIND")
+                .env_remove("NATTER_DB")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting natter-server");
+            let mut stdout = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.split(',').next().unwrap().trim().to_owned();
+                return Server {
+                    child,
+                    _stdout: stdout,
+                    addr,
+                    db: db.to_owned(),
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not start on {bind}: {line:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills it and starts a new one on the same address and database.
+    pub fn restart(&mut self) {
+        self.kill();
+        *self = Server::start_on(&self.db.clone(), &self.addr.clone());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
