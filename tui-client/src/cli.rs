@@ -99,8 +99,9 @@ pub enum Command {
         /// Print each stored message as JSON.
         #[arg(long)]
         json: bool,
-        /// The text (words are joined by spaces), or `-` for stdin.
-        #[arg(required = true, allow_hyphen_values = true)]
+        /// The text (words are joined by spaces), or `-` for stdin; put `--` before text
+        /// that starts with `-`.
+        #[arg(required = true)]
         text: Vec<String>,
     },
     /// Print messages as they arrive; reconnects and resumes by itself.

@@ -1,0 +1,219 @@
+//! The subcommands, run as the real `natter` binary against the real server: output
+//! formats, stdin sends, tail, and the exit codes scripts rely on.
+
+mod common {
+    pub mod server;
+}
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::server::Server;
+use natter_shared::Message;
+
+fn natter(home: &Path, server: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_natter"));
+    c.env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("NATTER_SERVER", server)
+        .env_remove("NATTER_TOKEN")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json_lines(o: &Output) -> Vec<Message> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// register, send (words, --to, stdin), history (--json, --with), users: one object per
+/// line, stable plain lines, every stdin line once and in order.
+#[test]
+fn scripts_send_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("chat.db"));
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let url = server.url();
+
+    let o = run(natter(&a, &url).args(["register", "alice"]));
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o), "registered alice\n");
+    assert!(
+        run(natter(&b, &url).args(["register", "bob"]))
+            .status
+            .success()
+    );
+
+    assert!(
+        run(natter(&a, &url).args(["send", "hello", "world"]))
+            .status
+            .success()
+    );
+    assert!(
+        run(natter(&a, &url).args(["send", "--to", "bob", "psst"]))
+            .status
+            .success()
+    );
+    let mut child = natter(&b, &url)
+        .args(["send", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"line one\n\nline two\nline three\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let sent: Vec<_> = json_lines(&o).into_iter().map(|m| m.text).collect();
+    assert_eq!(sent, ["line one", "line two", "line three"]);
+
+    let o = run(natter(&b, &url).args(["history", "--json"]));
+    let texts: Vec<_> = json_lines(&o).into_iter().map(|m| m.text).collect();
+    assert_eq!(
+        texts,
+        ["hello world", "psst", "line one", "line two", "line three"]
+    );
+
+    let o = run(natter(&b, &url).args(["history", "--with", "alice"]));
+    let lines: Vec<_> = stdout(&o).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("2 ") && lines[0].ends_with(" alice -> bob: psst"),
+        "{lines:?}"
+    );
+
+    let o = run(natter(&a, &url).args(["history", "--limit", "1"]));
+    assert!(stdout(&o).ends_with(" bob: line three\n"), "{o:?}");
+
+    let o = run(natter(&a, &url).args(["users"]));
+    assert_eq!(stdout(&o), "alice offline\nbob offline\n");
+    let o = run(natter(&a, &url).args(["users", "--json"]));
+    assert_eq!(stdout(&o).lines().count(), 2);
+}
+
+/// tail prints what arrives (resuming after --after), and ends cleanly on SIGINT.
+#[test]
+fn tail_follows_and_stops_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("chat.db"));
+    let a = dir.path().join("a");
+    let url = server.url();
+    assert!(
+        run(natter(&a, &url).args(["register", "alice"]))
+            .status
+            .success()
+    );
+    assert!(
+        run(natter(&a, &url).args(["send", "first"]))
+            .status
+            .success()
+    );
+
+    let mut tail = natter(&a, &url)
+        .args(["tail", "--after", "0", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let first: Message = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first.text, "first");
+    assert!(
+        run(natter(&a, &url).args(["send", "second\nline"]))
+            .status
+            .success()
+    );
+    let second: Message = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(second.text, "second\nline");
+
+    let killed = Command::new("kill")
+        .args(["-INT", &tail.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = tail.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "tail did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+/// Distinct exit codes: usage 2, auth 3, network 4, refused 5.
+#[test]
+fn exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("chat.db"));
+    let a = dir.path().join("a");
+    let url = server.url();
+    let code = |cmd: &mut Command| run(cmd).status.code();
+
+    assert_eq!(code(natter(&a, &url).args(["send"])), Some(2));
+    assert_eq!(
+        code(natter(&a, &url).args(["register", "not a name"])),
+        Some(2)
+    );
+    assert_eq!(
+        code(natter(&a, &url).args(["send", "hi"])),
+        Some(3),
+        "no credentials"
+    );
+    assert_eq!(
+        code(
+            natter(&a, &url)
+                .args(["send", "hi"])
+                .env("NATTER_TOKEN", "bogus")
+        ),
+        Some(3)
+    );
+    assert_eq!(code(natter(&a, &url).args(["register", "alice"])), Some(0));
+    assert_eq!(
+        code(natter(&dir.path().join("x"), &url).args(["register", "ALICE"])),
+        Some(3),
+        "taken"
+    );
+    assert_eq!(
+        code(natter(&a, &url).args(["send", "--to", "nobody", "hi"])),
+        Some(5)
+    );
+    let o = run(natter(&a, &url).args(["send", "--to", "nobody", "hi"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("natter: ") && err.lines().count() == 1,
+        "{err:?}"
+    );
+
+    // Nothing listens on a port we just had and closed.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    assert_eq!(
+        code(natter(&a, &closed).args(["users"]).env("NATTER_TOKEN", "t")),
+        Some(4)
+    );
+
+    let help = stdout(&run(natter(&a, &url).arg("--help")));
+    assert!(
+        help.contains("Exit codes:") && help.contains("4  network"),
+        "{help}"
+    );
+}
