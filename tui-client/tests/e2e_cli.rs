@@ -1,5 +1,6 @@
 //! The subcommands, run as the real `natter` binary against the real server: output
 //! formats, stdin sends, tail, and the exit codes scripts rely on.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is the failure report
 
 mod common {
     pub mod server;
