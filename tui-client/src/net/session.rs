@@ -358,12 +358,16 @@ impl Actor {
             match ws::connect(&self.config.server, &s.token, s.last_id).await {
                 Ok(socket) => {
                     s.failures = 0;
-                    s.ever_live = true;
                     self.link(Link::Live, None).await;
+                    if s.ever_live {
+                        self.emit(NetEvent::Notice("reconnected".into())).await;
+                    }
+                    s.ever_live = true;
                     match self.live(s, socket).await {
                         Ok(reason) => {
                             self.emit(NetEvent::Notice(format!(
-                                "connection lost: {reason}; reconnecting"
+                                "connection lost ({}); reconnecting",
+                                reason.trim_start_matches("WebSocket protocol error: ")
                             )))
                             .await
                         }
