@@ -1,7 +1,8 @@
 //! The ceiling: the least a WebSocket broadcast server on this stack can do.
 //!
-//! tokio + tokio-tungstenite, the same socket settings as natter (4 KiB read buffers, no
-//! write buffer, a bounded queue per connection, batched writes), and nothing else: no
+//! tokio + tokio-tungstenite with small read buffers (4 KiB, as natter), tungstenite's
+//! default write buffering (frames are written when 128 KiB have gathered or at a flush),
+//! a bounded queue per connection and batched writes, and nothing else: no
 //! parsing, no storage, no auth. Each text frame is re-sent verbatim to every connection in
 //! the sender's room. Rooms come from the path, `/rooms/A,B,C`: a connection receives what
 //! is sent to any of its rooms and sends to the first one (`/` is the room `all`). That is
@@ -128,9 +129,7 @@ async fn connection(tcp: TcpStream, rooms: Arc<Rooms>) {
         path = req.uri().path().to_owned();
         Ok(resp)
     };
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0);
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
     let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(config)).await
     else {
         return;

@@ -106,6 +106,8 @@ pub struct Phase {
     pub deliveries_per_message: u64,
     /// Text length of each message, padding included.
     pub text_bytes: usize,
+    /// Most messages per sender (window pacing only); `None` for no limit.
+    pub limit: Option<u64>,
 }
 
 struct Shared {
@@ -187,7 +189,7 @@ impl Session {
             conns,
             phase,
             connect_s,
-            connect_latency: Percentiles::of(&hist.delivery_us),
+            connect_latency: Percentiles::of(hist.delivery_us.as_ref()),
             connect_errors,
         }
     }
@@ -248,13 +250,16 @@ impl Session {
                 text_bytes: phase.text_bytes,
             };
             let pace = phase.pace;
+            let limit = phase.limit.unwrap_or(u64::MAX);
             tasks.push((
                 i,
                 tokio::spawn(async move {
                     let mut sink = sink;
                     let r = match pace {
                         Pace::Rate(r) => sender.by_rate(&mut sink, r, started, deadline).await,
-                        Pace::Window(_) => sender.by_window(&mut sink, &shared, deadline).await,
+                        Pace::Window(_) => {
+                            sender.by_window(&mut sink, &shared, deadline, limit).await
+                        }
                     };
                     (sink, r)
                 }),
@@ -498,9 +503,15 @@ impl SenderCtx {
     }
 
     /// Keeps up to the window's worth of messages unacknowledged until `deadline`.
-    async fn by_window(&self, sink: &mut WsSink, shared: &Shared, deadline: Instant) -> Sent {
+    async fn by_window(
+        &self,
+        sink: &mut WsSink,
+        shared: &Shared,
+        deadline: Instant,
+        limit: u64,
+    ) -> Sent {
         let mut out = Sent::default();
-        loop {
+        while out.sent < limit {
             let deadline = tokio::time::Instant::from_std(deadline);
             let Ok(Ok(first)) = tokio::time::timeout_at(deadline, shared.window.acquire()).await
             else {
@@ -508,7 +519,10 @@ impl SenderCtx {
             };
             first.forget();
             let mut n = 1;
-            while let Ok(p) = shared.window.try_acquire() {
+            while out.sent + n < limit {
+                let Ok(p) = shared.window.try_acquire() else {
+                    break;
+                };
                 p.forget();
                 n += 1;
             }

@@ -109,6 +109,9 @@ enum Cmd {
         /// Connections in the idle scenario.
         #[arg(long, default_value_t = 10_000)]
         idle_connections: usize,
+        /// Skip the client row.
+        #[arg(long)]
+        no_client: bool,
         /// Only the listed targets.
         #[arg(
             long,
@@ -205,6 +208,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
                             duration: Duration::from_secs_f64(duration),
                             drain: Duration::from_secs_f64(drain),
                             text_bytes,
+                            limit: None,
                         };
                         p.run("run", load).await
                     }
@@ -227,6 +231,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             step_seconds,
             run_seconds,
             idle_connections,
+            no_client,
             targets,
         } => {
             let o = SuiteOptions {
@@ -247,7 +252,12 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
                         Kind::Ceiling => ceiling = r,
                     }
                 }
-                let client_row = match client::check_tail(&o.client).await {
+                let checked = if no_client {
+                    Err("--no-client".to_owned())
+                } else {
+                    client::check_tail(&o.client).await
+                };
+                let client_row = match checked {
                     Ok(()) => {
                         client::ClientResult::Skipped("tail measurement not wired yet".to_owned())
                     }

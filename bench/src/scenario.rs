@@ -117,7 +117,8 @@ pub struct Prepared {
     pub routing: Routing,
     /// Connections per run.
     pub connections: usize,
-    tokens: Vec<String>,
+    /// natter's tokens, one per account (`bu0`, `bu1`, …); empty for the ceiling.
+    pub tokens: Vec<String>,
     baseline_rss_kib: u64,
 }
 
@@ -134,6 +135,8 @@ pub struct Load {
     pub drain: Duration,
     /// Text length per message.
     pub text_bytes: usize,
+    /// Most messages per sender (window pacing only).
+    pub limit: Option<u64>,
 }
 
 impl Prepared {
@@ -179,6 +182,7 @@ impl Prepared {
             drain: load.drain,
             deliveries_per_message: self.routing.deliveries_per_message(n),
             text_bytes: load.text_bytes,
+            limit: load.limit,
         };
         let mut report = session.run(&phase).await;
         self.finish(&mut report, scenario);

@@ -16,12 +16,15 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 /// What one connection (or, merged, a whole run) observed.
-#[derive(Debug, Clone)]
+///
+/// The histograms are allocated on first use: at three significant figures over a minute
+/// each is a few hundred KiB, which 10,000 idle connections must not pay for.
+#[derive(Debug, Clone, Default)]
 pub struct Tally {
     /// Send→receive latency of every delivery, µs.
-    pub delivery_us: Histogram<u64>,
+    pub delivery_us: Option<Histogram<u64>>,
     /// Send→echo latency at the sender (the acknowledgement), µs.
-    pub ack_us: Histogram<u64>,
+    pub ack_us: Option<Histogram<u64>>,
     /// Benchmark messages received in the current phase.
     pub delivered: u64,
     /// Of those, the connection's own messages coming back.
@@ -32,37 +35,30 @@ pub struct Tally {
     pub errors: u64,
 }
 
-impl Default for Tally {
-    fn default() -> Self {
-        Tally {
-            delivery_us: new_histogram(),
-            ack_us: new_histogram(),
-            delivered: 0,
-            acknowledged: 0,
-            misdelivered: 0,
-            errors: 0,
-        }
-    }
-}
-
 impl Tally {
     /// Records one delivery `latency_us` old; `is_ack` when it is the receiver's own message.
     pub fn record(&mut self, latency_us: u64, is_ack: bool) {
         let v = latency_us.clamp(1, MAX_TRACKED_US);
         self.delivered += 1;
         // `v` is within the histogram's bounds, so recording cannot fail.
-        let _ = self.delivery_us.record(v);
+        let _ = self.delivery_us.get_or_insert_with(new_histogram).record(v);
         if is_ack {
             self.acknowledged += 1;
-            let _ = self.ack_us.record(v);
+            let _ = self.ack_us.get_or_insert_with(new_histogram).record(v);
         }
     }
 
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &Tally) {
         // Same bounds on both sides: adding cannot fail.
-        let _ = self.delivery_us.add(&other.delivery_us);
-        let _ = self.ack_us.add(&other.ack_us);
+        for (mine, theirs) in [
+            (&mut self.delivery_us, &other.delivery_us),
+            (&mut self.ack_us, &other.ack_us),
+        ] {
+            if let Some(h) = theirs {
+                let _ = mine.get_or_insert_with(new_histogram).add(h);
+            }
+        }
         self.delivered += other.delivered;
         self.acknowledged += other.acknowledged;
         self.misdelivered += other.misdelivered;
@@ -86,11 +82,11 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    /// Summarizes a histogram of microseconds; all zero when it is empty.
-    pub fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
+    /// Summarizes a histogram of microseconds; all zero when it is empty or absent.
+    pub fn of(h: Option<&Histogram<u64>>) -> Self {
+        let Some(h) = h.filter(|h| !h.is_empty()) else {
             return Percentiles::default();
-        }
+        };
         let ms = |us: u64| round3(us as f64 / 1000.0);
         Percentiles {
             p50_ms: ms(h.value_at_quantile(0.50)),
@@ -175,8 +171,8 @@ impl Report {
             self.delivered_per_s = (tally.delivered as f64 / elapsed_s).round();
             self.acknowledged_per_s = (tally.acknowledged as f64 / elapsed_s).round();
         }
-        self.latency = Percentiles::of(&tally.delivery_us);
-        self.ack_latency = Percentiles::of(&tally.ack_us);
+        self.latency = Percentiles::of(tally.delivery_us.as_ref());
+        self.ack_latency = Percentiles::of(tally.ack_us.as_ref());
     }
 
     /// The JSON line.
@@ -200,8 +196,8 @@ mod tests {
         b.errors = 2;
         a.merge(&b);
         assert_eq!((a.delivered, a.acknowledged, a.errors), (3, 1, 2));
-        assert_eq!(a.delivery_us.len(), 3);
-        assert_eq!(a.ack_us.len(), 1);
+        assert_eq!(a.delivery_us.map(|h| h.len()), Some(3));
+        assert_eq!(a.ack_us.map(|h| h.len()), Some(1));
     }
 
     /// Percentiles come out in milliseconds; an empty histogram gives zeros, not a panic.
@@ -211,7 +207,7 @@ mod tests {
         for us in 1..=1000 {
             t.record(us * 10, false);
         }
-        let p = Percentiles::of(&t.delivery_us);
+        let p = Percentiles::of(t.delivery_us.as_ref());
         assert!((p.p50_ms - 5.0).abs() < 0.01, "{p:?}");
         assert!((p.p99_ms - 9.9).abs() < 0.01, "{p:?}");
         assert!((p.max_ms - 10.0).abs() < 0.01, "{p:?}");

@@ -82,6 +82,7 @@ pub async fn run_target(kind: Kind, o: &SuiteOptions) -> Results {
             duration: secs(o.run_seconds),
             drain: secs(3.0),
             text_bytes: TEXT_BYTES,
+            limit: None,
         };
         let r = p.run("ingress", load).await;
         p.stop().await;
@@ -103,6 +104,7 @@ pub async fn run_target(kind: Kind, o: &SuiteOptions) -> Results {
             duration: secs(o.run_seconds),
             drain: secs(3.0),
             text_bytes: TEXT_BYTES,
+            limit: None,
         };
         let r = p.run("dm", load).await;
         p.stop().await;
@@ -144,6 +146,7 @@ async fn fanout(kind: Kind, o: &SuiteOptions) -> anyhow::Result<(Option<Report>,
         duration: Duration::from_secs_f64(seconds),
         drain: Duration::from_secs(2),
         text_bytes: TEXT_BYTES,
+        limit: None,
     };
     let mut best: Option<Report> = None;
     let mut good = 0.0;
