@@ -211,10 +211,7 @@ mod tests {
         assert!((p.p50_ms - 5.0).abs() < 0.01, "{p:?}");
         assert!((p.p99_ms - 9.9).abs() < 0.01, "{p:?}");
         assert!((p.max_ms - 10.0).abs() < 0.01, "{p:?}");
-        assert_eq!(
-            Percentiles::of(&Tally::default().ack_us),
-            Percentiles::default()
-        );
+        assert_eq!(Percentiles::of(None), Percentiles::default());
     }
 
     /// Ratio and rates are derived from the tally and the elapsed time.
