@@ -259,7 +259,17 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
                 };
                 let client_row = match checked {
                     Ok(()) => {
-                        client::ClientResult::Skipped("tail measurement not wired yet".to_owned())
+                        let r = client::measure_tail(&o.client, &o.natter, o.client_burst).await;
+                        if let client::ClientResult::Measured {
+                            messages,
+                            messages_per_s,
+                        } = &r
+                        {
+                            println!(
+                                "{{\"target\":\"natter\",\"scenario\":\"client-tail\",\"messages\":{messages},\"messages_per_s\":{messages_per_s}}}"
+                            );
+                        }
+                        r
                     }
                     Err(why) => client::ClientResult::Skipped(why),
                 };
