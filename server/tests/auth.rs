@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn impersonation_is_refused() {
     let server = TestServer::start();
-    let (a, _b) = (server.register("alice").await, server.register("bob").await);
+    let [a, _b] = server.register_all(["alice", "bob"]).await;
     let (status, body) = server
         .post(&a, json!({"sender_username": "bob", "text": "I am bob"}))
         .await;
@@ -48,17 +48,14 @@ async fn impersonation_is_refused() {
 async fn no_token_is_401() {
     let server = TestServer::start();
     for path in ["/api/chat/messages/", "/api/users/"] {
-        let r = http().get(server.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), 401, "{path}");
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "unauthorized");
-        let r = http()
-            .get(server.url(path))
-            .bearer_auth("nope")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401, "{path} with a bad token");
+        let (status, body) = server.get("", path).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (401, &json!("unauthorized")),
+            "{path}"
+        );
+        let (status, _) = server.get("nope", path).await;
+        assert_eq!(status, 401, "{path} with a bad token");
     }
     let r = http()
         .post(server.url("/api/chat/messages/"))

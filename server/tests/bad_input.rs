@@ -85,12 +85,8 @@ async fn bad_rest_bodies() {
 async fn bad_routes_methods_and_queries() {
     let server = TestServer::start();
     let a = server.register("alice").await;
-    let r = http().get(server.url("/api/nope/")).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["code"],
-        "not_found"
-    );
+    let (status, body) = server.get("", "/api/nope/").await;
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
     let r = http()
         .delete(server.url("/api/chat/messages/"))
         .bearer_auth(&a)
@@ -110,17 +106,9 @@ async fn bad_routes_methods_and_queries() {
         "limit=1001",
         "limit=ten",
     ] {
-        let r = http()
-            .get(server.url(&format!("/api/chat/messages/?{q}")))
-            .bearer_auth(&a)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400, "{q}");
-        assert_eq!(
-            r.json::<Value>().await.unwrap()["error"]["code"],
-            "invalid_field"
-        );
+        let (status, body) = server.get(&a, &format!("/api/chat/messages/?{q}")).await;
+        assert_eq!(status, 400, "{q}");
+        assert_eq!(body["error"]["code"], "invalid_field", "{q}");
     }
     let r = http()
         .get(server.url("/ws/chat/"))
@@ -212,16 +200,7 @@ async fn invalid_utf8_frame_is_closed_with_1007() {
         )))
         .await
         .unwrap();
-    loop {
-        match ws.next_raw().await {
-            Some(WsMessage::Close(Some(f))) => {
-                assert_eq!(f.code, CloseCode::Invalid);
-                break;
-            }
-            Some(WsMessage::Text(_)) => continue,
-            other => panic!("expected close 1007, got {other:?}"),
-        }
-    }
+    assert_eq!(ws.next_close().await, CloseCode::Invalid);
     let (status, _) = server.post(&a, json!({"text": "still serving"})).await;
     assert_eq!(status, 201);
 }

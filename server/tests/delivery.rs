@@ -13,11 +13,7 @@ use serde_json::json;
 #[tokio::test]
 async fn group_message_reaches_everyone() {
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.register("alice").await,
-        server.register("bob").await,
-        server.register("carol").await,
-    );
+    let [a, b, c] = server.register_all(["alice", "bob", "carol"]).await;
     let (mut wa, _) = server.connect(&a, None).await;
     let (mut wb, _) = server.connect(&b, None).await;
     let (mut wc, _) = server.connect(&c, None).await;
@@ -38,11 +34,7 @@ async fn group_message_reaches_everyone() {
 #[tokio::test]
 async fn direct_message_reaches_only_its_two_parties() {
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.register("alice").await,
-        server.register("bob").await,
-        server.register("carol").await,
-    );
+    let [a, b, c] = server.register_all(["alice", "bob", "carol"]).await;
     let (mut wa, _) = server.connect(&a, None).await;
     let (mut wb1, _) = server.connect(&b, None).await;
     let (mut wb2, _) = server.connect(&b, None).await;
@@ -90,7 +82,7 @@ async fn direct_message_reaches_only_its_two_parties() {
 #[tokio::test]
 async fn rest_post_reaches_open_sockets() {
     let server = TestServer::start();
-    let (a, b) = (server.register("alice").await, server.register("bob").await);
+    let [a, b] = server.register_all(["alice", "bob"]).await;
     let (mut wb, _) = server.connect(&b, None).await;
     let (status, body) = server.post(&a, json!({"text": "via rest"})).await;
     assert_eq!(status, 201);
@@ -104,7 +96,7 @@ async fn rest_post_reaches_open_sockets() {
 #[tokio::test]
 async fn ready_and_presence() {
     let server = TestServer::start();
-    let (a, b) = (server.register("alice").await, server.register("bob").await);
+    let [a, b] = server.register_all(["alice", "bob"]).await;
     let mut wa = server.connect_raw(&a, None).await.unwrap();
     assert_eq!(
         wa.next_frame().await,

@@ -29,7 +29,7 @@ async fn rest_retry_returns_the_first_message() {
 #[tokio::test]
 async fn retry_across_transports_stores_once() {
     let server = TestServer::start();
-    let (a, b) = (server.register("alice").await, server.register("bob").await);
+    let [a, b] = server.register_all(["alice", "bob"]).await;
     let (mut wa, _) = server.connect(&a, None).await;
     let (mut wb, _) = server.connect(&b, None).await;
     wa.send_json(json!({"message": "hello", "client_id": "k2"}))
@@ -55,7 +55,7 @@ async fn retry_across_transports_stores_once() {
 #[tokio::test]
 async fn client_ids_are_per_sender() {
     let server = TestServer::start();
-    let (a, b) = (server.register("alice").await, server.register("bob").await);
+    let [a, b] = server.register_all(["alice", "bob"]).await;
     let (s1, _) = server
         .post(&a, json!({"text": "a", "client_id": "same"}))
         .await;

@@ -16,11 +16,7 @@ use serde_json::json;
 async fn resume_while_others_send_has_no_gap_and_no_duplicate() {
     const PER_SENDER: usize = 300;
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.register("alice").await,
-        server.register("bob").await,
-        server.register("carol").await,
-    );
+    let [a, b, c] = server.register_all(["alice", "bob", "carol"]).await;
     // History before carol's cursor, and after it.
     for i in 0..50 {
         server
@@ -102,11 +98,7 @@ async fn resume_while_others_send_has_no_gap_and_no_duplicate() {
 #[tokio::test]
 async fn resume_replays_only_visible_messages() {
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.register("alice").await,
-        server.register("bob").await,
-        server.register("carol").await,
-    );
+    let [a, b, c] = server.register_all(["alice", "bob", "carol"]).await;
     server.post(&a, json!({"text": "to all"})).await;
     server
         .post(&a, json!({"text": "to bob", "receiver_username": "bob"}))

@@ -4,14 +4,13 @@
 mod common;
 
 use common::TestServer;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// Connected clients receive close 1001 and the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_sockets_with_1001_and_exits_0() {
     let mut server = TestServer::start();
-    let (a, b) = (server.register("alice").await, server.register("bob").await);
+    let [a, b] = server.register_all(["alice", "bob"]).await;
     let (mut wa, _) = server.connect(&a, None).await;
     let (mut wb, _) = server.connect(&b, None).await;
     let status = tokio::task::spawn_blocking(move || {
@@ -19,16 +18,7 @@ async fn sigterm_closes_sockets_with_1001_and_exits_0() {
         (server, status)
     });
     for ws in [&mut wa, &mut wb] {
-        loop {
-            match ws.next_raw().await {
-                Some(WsMessage::Close(Some(frame))) => {
-                    assert_eq!(frame.code, CloseCode::Away);
-                    break;
-                }
-                Some(WsMessage::Text(_)) => continue,
-                other => panic!("expected close 1001, got {other:?}"),
-            }
-        }
+        assert_eq!(ws.next_close().await, CloseCode::Away);
     }
     let (_server, status) = status.await.unwrap();
     assert!(status.success(), "exit status {status}");

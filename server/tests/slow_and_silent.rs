@@ -18,10 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 async fn slow_reader_is_closed_with_1013_and_resumes_without_gap() {
     const TOTAL: usize = 5000;
     let server = TestServer::start_with(&["--queue-capacity", "8"]);
-    let (a, slow) = (
-        server.register("alice").await,
-        server.register("slow").await,
-    );
+    let [a, slow] = server.register_all(["alice", "slow"]).await;
     let (mut reader, _) = server.connect(&slow, None).await;
     // ~4 KB each: 20 MB in all, more than loopback socket buffers hold. Sent over REST by
     // a few concurrent tasks, so the sender is not a (slow) reader itself.

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long any single wait in a test may take before it fails.
@@ -93,6 +94,25 @@ impl TestServer {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// Registers each name; their tokens in the same order.
+    pub async fn register_all<const N: usize>(&self, names: [&str; N]) -> [String; N] {
+        let mut tokens: [String; N] = std::array::from_fn(|_| String::new());
+        for (token, name) in tokens.iter_mut().zip(names) {
+            *token = self.register(name).await;
+        }
+        tokens
+    }
+
+    /// GETs `path` (with `token` unless it is empty); returns status and JSON body.
+    pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        let mut req = http().get(self.url(path));
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
     }
 
     /// POSTs a message body with `token`; returns status and JSON body.
@@ -240,6 +260,17 @@ impl Ws {
                 ServerFrame::ChatMessage { message } => return message,
                 ServerFrame::Presence { .. } => continue,
                 other => panic!("expected a chat message, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the server's close frame, skipping text frames; its close code.
+    pub async fn next_close(&mut self) -> CloseCode {
+        loop {
+            match self.next_raw().await {
+                Some(WsMessage::Close(Some(frame))) => return frame.code,
+                Some(WsMessage::Text(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
             }
         }
     }
