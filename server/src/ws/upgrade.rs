@@ -41,7 +41,7 @@ const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Validates the upgrade request and answers 101, spawning the connection.
 pub async fn handle(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     state: &Arc<AppState>,
 ) -> Result<Response<Body>, ServerError> {
     let headers = req.headers();
@@ -87,7 +87,9 @@ pub async fn handle(
 
     let task_state = Arc::clone(state);
     state.tasks.spawn(async move {
-        let upgraded = match hyper::upgrade::on(&mut req).await {
+        // By value: a request kept alive for the connection's life would pin hyper's 8 KiB
+        // read buffer, which its header values are slices of.
+        let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade failed");
