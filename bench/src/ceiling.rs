@@ -28,9 +28,6 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 /// idle connection's memory.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
-/// Frames queued per connection before it is closed as too slow (natter's default).
-const QUEUE_CAPACITY: usize = 1024;
-
 /// Queued frames written before one flush (natter's value).
 const WRITE_BATCH: usize = 256;
 
@@ -105,8 +102,9 @@ pub fn rooms_of(path: &str) -> Vec<String> {
     }
 }
 
-/// Serves on `listener` forever.
-pub async fn serve(listener: TcpListener) -> anyhow::Result<()> {
+/// Serves on `listener` forever; a connection with `queue_capacity` frames queued is closed
+/// as too slow (natter's default is 1024).
+pub async fn serve(listener: TcpListener, queue_capacity: usize) -> anyhow::Result<()> {
     let rooms = Arc::new(Rooms::default());
     loop {
         let (tcp, _) = match listener.accept().await {
@@ -118,12 +116,12 @@ pub async fn serve(listener: TcpListener) -> anyhow::Result<()> {
             }
         };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(connection(tcp, Arc::clone(&rooms)));
+        tokio::spawn(connection(tcp, Arc::clone(&rooms), queue_capacity.max(1)));
     }
 }
 
 #[allow(clippy::result_large_err)] // tungstenite's callback signature, not ours
-async fn connection(tcp: TcpStream, rooms: Arc<Rooms>) {
+async fn connection(tcp: TcpStream, rooms: Arc<Rooms>, queue_capacity: usize) {
     let mut path = String::new();
     let callback = |req: &Request, resp: Response| {
         path = req.uri().path().to_owned();
@@ -136,7 +134,7 @@ async fn connection(tcp: TcpStream, rooms: Arc<Rooms>) {
     };
     let my_rooms = rooms_of(&path);
     let id = rooms.next_id.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel(QUEUE_CAPACITY);
+    let (tx, mut rx) = mpsc::channel(queue_capacity);
     let slow = Arc::new(Slow::default());
     {
         let mut members = rooms.lock();

@@ -14,7 +14,7 @@ use tokio::process::Command;
 use crate::load::Pace;
 use crate::marker::PREFIX;
 use crate::scenario::{Load, Prepared, Routing};
-use crate::target::{Kind, NatterOptions};
+use crate::target::{Kind, ServerOptions};
 
 /// The client row's outcome.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +58,7 @@ pub async fn check_tail(binary: &Path) -> Result<(), String> {
 /// Stores `burst` messages on a fresh natter-server, then times `natter tail --json
 /// --after 0` printing them all: the client's side of a burst, not capped by the server's
 /// ingress rate. The time runs from spawning `tail` to its last line.
-pub async fn measure_tail(binary: &Path, natter: &NatterOptions, burst: u64) -> ClientResult {
+pub async fn measure_tail(binary: &Path, natter: &ServerOptions, burst: u64) -> ClientResult {
     match measure(binary, natter, burst).await {
         Ok(r) => r,
         Err(e) => ClientResult::Skipped(format!("{e:#}")),
@@ -67,7 +67,7 @@ pub async fn measure_tail(binary: &Path, natter: &NatterOptions, burst: u64) -> 
 
 async fn measure(
     binary: &Path,
-    natter: &NatterOptions,
+    natter: &ServerOptions,
     burst: u64,
 ) -> anyhow::Result<ClientResult> {
     const SENDERS: u64 = 4;

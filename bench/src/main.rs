@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use natter_bench::load::Pace;
 use natter_bench::scenario::{Load, Prepared, Routing};
 use natter_bench::suite::{self, SuiteOptions};
-use natter_bench::target::{self, Kind, NatterOptions};
+use natter_bench::target::{self, Kind, ServerOptions};
 use natter_bench::{ceiling, client};
 
 /// Load generator for natter-server, measured against a minimal broadcast server.
@@ -35,14 +35,15 @@ struct ServerArgs {
     /// The natter-server binary.
     #[arg(long, default_value_os_t = target::default_server_binary())]
     server_bin: PathBuf,
-    /// natter-server's `--queue-capacity`.
+    /// Frames queued per connection before a slow reader is closed (both servers; natter's
+    /// `--queue-capacity`).
     #[arg(long, default_value_t = 1024)]
     queue_capacity: usize,
 }
 
 impl ServerArgs {
-    fn natter(&self) -> NatterOptions {
-        NatterOptions {
+    fn natter(&self) -> ServerOptions {
+        ServerOptions {
             binary: self.server_bin.clone(),
             max_connections: 10_000,
             queue_capacity: self.queue_capacity,
@@ -126,6 +127,9 @@ enum Cmd {
         /// Where to listen; must be a loopback address.
         #[arg(long, default_value = "127.0.0.1:0")]
         bind: std::net::SocketAddr,
+        /// Frames queued per connection before a slow reader is closed.
+        #[arg(long, default_value_t = 1024)]
+        queue_capacity: usize,
     },
 }
 
@@ -158,7 +162,10 @@ fn main() -> ExitCode {
 
 async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        Cmd::CeilingServer { bind } => {
+        Cmd::CeilingServer {
+            bind,
+            queue_capacity,
+        } => {
             if !bind.ip().is_loopback() {
                 anyhow::bail!("the ceiling only listens on loopback addresses, not {bind}");
             }
@@ -167,7 +174,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot listen on {bind}"))?;
             let addr = listener.local_addr()?;
             println!("ceiling listening on {addr}");
-            ceiling::serve(listener).await?;
+            ceiling::serve(listener, queue_capacity).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::load::{Accept, ConnSpec, Pace, Phase, Session, to_everyone};
 use crate::stats::{Report, round3};
-use crate::target::{Kind, NatterOptions, Server};
+use crate::target::{Kind, Server, ServerOptions};
 
 /// Who receives what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +143,7 @@ impl Prepared {
     /// Starts `kind` and registers the accounts `routing` needs for `connections`.
     pub async fn start(
         kind: Kind,
-        natter: &NatterOptions,
+        natter: &ServerOptions,
         routing: Routing,
         connections: usize,
     ) -> anyhow::Result<Prepared> {
@@ -153,7 +153,7 @@ impl Prepared {
                 opts.max_connections = opts.max_connections.max(connections + 16);
                 Server::start_natter(&opts).await?
             }
-            Kind::Ceiling => Server::start_ceiling().await?,
+            Kind::Ceiling => Server::start_ceiling(natter).await?,
         };
         let tokens = match kind {
             Kind::Natter => server.register_users(routing.users(connections)).await?,

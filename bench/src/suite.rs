@@ -12,13 +12,13 @@ use crate::client;
 use crate::load::Pace;
 use crate::scenario::{Load, Prepared, Routing};
 use crate::stats::Report;
-use crate::target::{Kind, NatterOptions};
+use crate::target::{Kind, ServerOptions};
 
 /// Knobs for the suite.
 #[derive(Debug, Clone)]
 pub struct SuiteOptions {
     /// How to start natter-server.
-    pub natter: NatterOptions,
+    pub natter: ServerOptions,
     /// The `natter` client binary, for the `tail` row.
     pub client: PathBuf,
     /// Seconds per fan-out step.
@@ -45,6 +45,9 @@ pub struct Results {
     /// Idle connections.
     pub idle: Option<Report>,
 }
+
+/// Per-connection queue for the ingress scenario's single receiver.
+const INGRESS_QUEUE_CAPACITY: usize = 8192;
 
 /// Text length of benchmark messages: a typical chat line.
 const TEXT_BYTES: usize = 64;
@@ -75,7 +78,12 @@ pub async fn run_target(kind: Kind, o: &SuiteOptions) -> Results {
     }
 
     let ingress = async {
-        let mut p = Prepared::start(kind, &o.natter, Routing::Sink, 101).await?;
+        // One connection receives every message here, ~100,000 a second: with the default
+        // 1024-frame queue (~10 ms of them) both servers sometimes close it as too slow when
+        // the two shared cores stall its task, so both get an 8192-frame queue.
+        let mut opts = o.natter.clone();
+        opts.queue_capacity = opts.queue_capacity.max(INGRESS_QUEUE_CAPACITY);
+        let mut p = Prepared::start(kind, &opts, Routing::Sink, 101).await?;
         let load = Load {
             senders: 100,
             pace: Pace::Window(32),

@@ -53,20 +53,20 @@ pub struct Server {
     dir: tempfile::TempDir,
 }
 
-/// Options for starting natter-server.
+/// Options for starting either server.
 #[derive(Debug, Clone)]
-pub struct NatterOptions {
+pub struct ServerOptions {
     /// The `natter-server` binary.
     pub binary: PathBuf,
-    /// `--max-connections`.
+    /// natter's `--max-connections`.
     pub max_connections: usize,
-    /// `--queue-capacity`.
+    /// Frames queued per connection before a slow reader is closed (both servers).
     pub queue_capacity: usize,
 }
 
 impl Server {
     /// Starts natter-server on a fresh temporary database with the rate limit off.
-    pub async fn start_natter(opts: &NatterOptions) -> anyhow::Result<Server> {
+    pub async fn start_natter(opts: &ServerOptions) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir().context("creating a temporary directory")?;
         let db = dir.path().join("bench.db");
         let mut cmd = Command::new(&opts.binary);
@@ -87,11 +87,15 @@ impl Server {
     }
 
     /// Starts `natter-bench ceiling-server` (this very binary).
-    pub async fn start_ceiling() -> anyhow::Result<Server> {
+    pub async fn start_ceiling(opts: &ServerOptions) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir().context("creating a temporary directory")?;
         let exe = std::env::current_exe().context("finding natter-bench's own path")?;
         let mut cmd = Command::new(exe);
-        cmd.arg("ceiling-server").arg("--bind").arg("127.0.0.1:0");
+        cmd.arg("ceiling-server")
+            .arg("--bind")
+            .arg("127.0.0.1:0")
+            .arg("--queue-capacity")
+            .arg(opts.queue_capacity.to_string());
         Self::start(Kind::Ceiling, cmd, dir).await
     }
 
