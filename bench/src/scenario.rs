@@ -184,7 +184,13 @@ impl Prepared {
             text_bytes: load.text_bytes,
             limit: load.limit,
         };
+        let cpu_before = self.server.cpu_seconds().unwrap_or(0.0);
         let mut report = session.run(&phase).await;
+        let cpu = self.server.cpu_seconds().unwrap_or(0.0) - cpu_before;
+        report.server_cpu_s = round3(cpu);
+        if report.delivered > 0 {
+            report.server_cpu_us_per_delivery = round3(cpu * 1e6 / report.delivered as f64);
+        }
         self.finish(&mut report, scenario);
         session.close().await;
         report

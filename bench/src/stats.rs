@@ -149,6 +149,10 @@ pub struct Report {
     pub connect_s: f64,
     /// Per-connection connect time.
     pub connect_latency: Percentiles,
+    /// CPU seconds the server used during the run (sending and drain).
+    pub server_cpu_s: f64,
+    /// Server CPU per delivery, µs: what a delivery costs, independent of the offered rate.
+    pub server_cpu_us_per_delivery: f64,
     /// Server resident memory at the end of the run, KiB.
     pub server_rss_kib: u64,
     /// `(server_rss - rss before any connection) / connections`, KiB.

@@ -141,6 +141,15 @@ impl Server {
         parse_vm_rss(&status).context("no VmRSS line in /proc status")
     }
 
+    /// CPU time (user + system) the server has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .context("reading the server's /proc stat")?;
+        parse_cpu_ticks(&stat)
+            .map(|ticks| ticks as f64 / USER_HZ)
+            .context("malformed /proc stat")
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -205,6 +214,20 @@ pub fn parse_listening(line: &str) -> Option<SocketAddr> {
     rest[..end].parse().ok()
 }
 
+/// Clock ticks per second in `/proc/PID/stat` (USER_HZ, 100 on every Linux ABI in use).
+const USER_HZ: f64 = 100.0;
+
+/// utime + stime, in clock ticks, from a `/proc/PID/stat` line. The command name (field 2)
+/// is in parentheses and may hold spaces, so fields are counted after its closing `)`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // After ")": state is field 3, so utime (14) and stime (15) are the 12th and 13th.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// The `VmRSS:   1234 kB` value.
 pub fn parse_vm_rss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -242,6 +265,14 @@ mod tests {
             Some("127.0.0.1:5".parse().unwrap())
         );
         assert_eq!(parse_listening("hello"), None);
+    }
+
+    /// CPU ticks are utime + stime, counted past a command name with spaces.
+    #[test]
+    fn cpu_ticks() {
+        let stat = "1234 (natter server) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 3 0 100";
+        assert_eq!(parse_cpu_ticks(stat), Some(300));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
     }
 
     /// RSS comes from the VmRSS line, in kB.
