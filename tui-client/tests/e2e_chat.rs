@@ -76,6 +76,8 @@ async fn server_restart_loses_and_duplicates_nothing() {
     bob.wait_live().await;
     alice.say("before the crash").await;
     bob.wait_text("before the crash").await;
+    // Alice's own echo confirms her send; killed before it, it would still be pending.
+    alice.wait_text("before the crash").await;
 
     server.kill();
     alice

@@ -158,6 +158,71 @@ fn tail_follows_and_stops_on_sigint() {
     assert!(status.success(), "{status:?}");
 }
 
+/// tail started while the server is down waits for it, retrying as it would a reconnect,
+/// instead of exiting; once the server is up (same address), it prints what is sent.
+#[test]
+fn tail_waits_for_a_server_that_is_not_up_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("chat.db"));
+    let a = dir.path().join("a");
+    let url = server.url();
+    assert!(
+        run(natter(&a, &url).args(["register", "alice"]))
+            .status
+            .success()
+    );
+    server.kill();
+
+    let mut tail = natter(&a, &url)
+        .arg("tail")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Long enough for the first attempts to fail.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        tail.try_wait().unwrap().is_none(),
+        "tail exited while the server was down"
+    );
+
+    server.restart();
+    assert!(
+        run(natter(&a, &url).args(["send", "the server is up"]))
+            .status
+            .success()
+    );
+    let line = lines
+        .recv_timeout(Duration::from_secs(45))
+        .expect("tail printed the message")
+        .unwrap();
+    assert!(line.ends_with(" alice: the server is up"), "{line:?}");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &tail.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = tail.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "tail did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
 /// Distinct exit codes: usage 2, auth 3, network 4, refused 5.
 #[test]
 fn exit_codes() {
@@ -184,6 +249,11 @@ fn exit_codes() {
                 .env("NATTER_TOKEN", "bogus")
         ),
         Some(3)
+    );
+    assert_eq!(
+        code(natter(&a, &url).arg("tail").env("NATTER_TOKEN", "bogus")),
+        Some(3),
+        "tail does not wait on a refused token"
     );
     assert_eq!(code(natter(&a, &url).args(["register", "alice"])), Some(0));
     assert_eq!(
