@@ -10,6 +10,8 @@
 //! Being the only writer also makes the checks race-free: "is this name taken", "has this
 //! client_id been used" and the insert that follows run with no other writer in between.
 
+use std::collections::HashMap;
+
 use natter_shared::protocol::SendMessage;
 use natter_shared::{Message, MessageId, Timestamp, Username};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -65,8 +67,17 @@ pub(super) fn spawn(
         .unwrap_or_else(|e| panic!("cannot start the store writer thread: {e}"))
 }
 
+/// Receivers of direct messages already looked up: `username_key → (row id, stored name)`.
+/// Users are never renamed or deleted, and only this thread adds them, so an entry stays
+/// true once its transaction commits; the cache is cleared when a commit fails.
+type UserCache = HashMap<String, (i64, Username)>;
+
+/// Entries the receiver cache may hold before it starts over (~100 bytes each).
+const USER_CACHE_MAX: usize = 100_000;
+
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Write>, on_commit: OnCommit) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut users = UserCache::new();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -75,18 +86,23 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Write>, on_commit: OnCommit)
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut batch, &on_commit);
+        commit_batch(&mut conn, &mut batch, &on_commit, &mut users);
     }
     tracing::debug!("store writer finished");
 }
 
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>, on_commit: &OnCommit) {
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<Write>,
+    on_commit: &OnCommit,
+    users: &mut UserCache,
+) {
     let size = batch.len();
     let mut applied = Vec::with_capacity(size);
     let committed = (|| -> Result<(), StoreError> {
         let mut tx = conn.transaction()?;
         for w in batch.drain(..) {
-            applied.push(apply_in_savepoint(&mut tx, w));
+            applied.push(apply_in_savepoint(&mut tx, w, users));
         }
         tx.commit()?;
         Ok(())
@@ -111,6 +127,8 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>, on_commit: &OnCom
             }
         }
         Err(e) => {
+            // It may have cached a receiver registered in this very batch.
+            users.clear();
             tracing::error!(error = %e, size, "batch commit failed; nothing in it was stored");
             for a in applied {
                 answer_failed(a, &e);
@@ -122,7 +140,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>, on_commit: &OnCom
     }
 }
 
-fn apply_in_savepoint(tx: &mut Transaction<'_>, w: Write) -> Applied {
+fn apply_in_savepoint(tx: &mut Transaction<'_>, w: Write, users: &mut UserCache) -> Applied {
     match w {
         Write::Message {
             sender,
@@ -133,7 +151,7 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, w: Write) -> Applied {
             // No savepoint: a message's only write is its one INSERT, and a failed statement
             // is undone by SQLite on its own, leaving the rest of the batch intact. Two fewer
             // statements per message (SAVEPOINT, RELEASE, each parsed anew) on the hot path.
-            insert_message(tx, &sender, message).map_err(StoreError::from),
+            insert_message(tx, &sender, message, users).map_err(StoreError::from),
         ),
         Write::Register {
             username,
@@ -172,49 +190,54 @@ fn in_savepoint<T>(
     }
 }
 
-fn insert_message(c: &Connection, sender: &User, m: SendMessage) -> rusqlite::Result<SendOutcome> {
-    if let Some(cid) = &m.client_id {
-        let earlier = c
-            .prepare_cached(
-                "SELECT m.id, s.username, r.username, m.text, m.created_at, m.client_id \
-                 FROM messages m JOIN users s ON s.id = m.sender_id \
-                 LEFT JOIN users r ON r.id = m.receiver_id \
-                 WHERE m.sender_id = ?1 AND m.client_id = ?2",
-            )?
-            .query_row(params![sender.id.0, cid.as_str()], message_from_row)
-            .optional()?;
-        if let Some(earlier) = earlier {
-            return Ok(SendOutcome::Duplicate(earlier));
-        }
-    }
+fn insert_message(
+    c: &Connection,
+    sender: &User,
+    m: SendMessage,
+    users: &mut UserCache,
+) -> rusqlite::Result<SendOutcome> {
     let receiver = match &m.receiver_username {
         None => None,
-        Some(name) => {
-            let found = c
-                .prepare_cached("SELECT id, username FROM users WHERE username_key = ?1")?
-                .query_row([name.key()], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })
-                .optional()?;
-            match found {
-                // The stored spelling, not the one the sender typed.
-                Some((id, stored)) => Some((id, Username::parse(&stored).unwrap_or(name.clone()))),
-                None => return Ok(SendOutcome::UnknownReceiver(name.to_string())),
+        Some(name) => match receiver(c, name, users)? {
+            Some(found) => Some(found),
+            // A retry is a duplicate before anything else, as it always was.
+            None => {
+                return Ok(match earlier_message(c, sender, &m)? {
+                    Some(earlier) => SendOutcome::Duplicate(earlier),
+                    None => SendOutcome::UnknownReceiver(name.to_string()),
+                });
             }
-        }
+        },
     };
     let created_at = Timestamp::now();
-    c.prepare_cached(
-        "INSERT INTO messages (sender_id, receiver_id, text, created_at, client_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        sender.id.0,
-        receiver.as_ref().map(|r| r.0),
-        m.text,
-        created_at.unix_millis(),
-        m.client_id.as_ref().map(|c| c.as_str()),
-    ])?;
+    let inserted = c
+        .prepare_cached(
+            "INSERT INTO messages (sender_id, receiver_id, text, created_at, client_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            sender.id.0,
+            receiver.as_ref().map(|r| r.0),
+            m.text,
+            created_at.unix_millis(),
+            m.client_id.as_ref().map(|c| c.as_str()),
+        ]);
+    match inserted {
+        Ok(_) => {}
+        // The unique (sender, client_id) index refused it: this client_id was used before.
+        // Asking only now saves a SELECT on every new message; SQLite has undone the failed
+        // statement and the rest of the batch goes on.
+        Err(rusqlite::Error::SqliteFailure(e, msg))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                && m.client_id.is_some() =>
+        {
+            return match earlier_message(c, sender, &m)? {
+                Some(earlier) => Ok(SendOutcome::Duplicate(earlier)),
+                None => Err(rusqlite::Error::SqliteFailure(e, msg)),
+            };
+        }
+        Err(e) => return Err(e),
+    }
     Ok(SendOutcome::Stored(Message {
         id: MessageId(c.last_insert_rowid()),
         sender_username: sender.username.clone(),
@@ -222,6 +245,52 @@ fn insert_message(c: &Connection, sender: &User, m: SendMessage) -> rusqlite::Re
         text: m.text,
         created_at,
         client_id: m.client_id,
+    }))
+}
+
+/// The message `sender` stored earlier with `m`'s client_id, if any.
+fn earlier_message(
+    c: &Connection,
+    sender: &User,
+    m: &SendMessage,
+) -> rusqlite::Result<Option<Message>> {
+    let Some(cid) = &m.client_id else {
+        return Ok(None);
+    };
+    c.prepare_cached(
+        "SELECT m.id, s.username, r.username, m.text, m.created_at, m.client_id \
+         FROM messages m JOIN users s ON s.id = m.sender_id \
+         LEFT JOIN users r ON r.id = m.receiver_id \
+         WHERE m.sender_id = ?1 AND m.client_id = ?2",
+    )?
+    .query_row(params![sender.id.0, cid.as_str()], message_from_row)
+    .optional()
+}
+
+/// The receiver's row id and stored spelling (not the one the sender typed), from the
+/// cache or the users table.
+fn receiver(
+    c: &Connection,
+    name: &Username,
+    users: &mut UserCache,
+) -> rusqlite::Result<Option<(i64, Username)>> {
+    let key = name.key();
+    if let Some(found) = users.get(&key) {
+        return Ok(Some(found.clone()));
+    }
+    let found = c
+        .prepare_cached("SELECT id, username FROM users WHERE username_key = ?1")?
+        .query_row([&key], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?;
+    if users.len() >= USER_CACHE_MAX {
+        users.clear();
+    }
+    Ok(found.map(|(id, stored)| {
+        let user = (id, Username::parse(&stored).unwrap_or(name.clone()));
+        users.insert(key, user.clone());
+        user
     }))
 }
 
