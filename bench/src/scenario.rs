@@ -185,8 +185,19 @@ impl Prepared {
             limit: load.limit,
         };
         let cpu_before = self.server.cpu_seconds().unwrap_or(0.0);
+        let threads_before = self.server.thread_cpu_seconds();
+        let own_before = crate::target::own_cpu_seconds();
+        let started = std::time::Instant::now();
         let mut report = session.run(&phase).await;
         let cpu = self.server.cpu_seconds().unwrap_or(0.0) - cpu_before;
+        let wall = started.elapsed().as_secs_f64().max(1e-3);
+        report.client_cores = round3((crate::target::own_cpu_seconds() - own_before) / wall);
+        for (name, after) in self.server.thread_cpu_seconds() {
+            let used = after - threads_before.get(&name).copied().unwrap_or(0.0);
+            if used > 0.0 {
+                report.server_thread_cores.insert(name, round3(used / wall));
+            }
+        }
         report.server_cpu_s = round3(cpu);
         if report.delivered > 0 {
             report.server_cpu_us_per_delivery = round3(cpu * 1e6 / report.delivered as f64);

@@ -153,6 +153,10 @@ pub struct Report {
     pub server_cpu_s: f64,
     /// Server CPU per delivery, µs: what a delivery costs, independent of the offered rate.
     pub server_cpu_us_per_delivery: f64,
+    /// Cores the load generator itself used during the run (the machine is shared).
+    pub client_cores: f64,
+    /// Share of one core each server thread (by name, same names summed) used in the run.
+    pub server_thread_cores: std::collections::BTreeMap<String, f64>,
     /// Server resident memory at the end of the run, KiB.
     pub server_rss_kib: u64,
     /// `(server_rss - rss before any connection) / connections`, KiB.

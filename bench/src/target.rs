@@ -2,6 +2,7 @@
 //! this binary's own `ceiling-server`. Either way it binds 127.0.0.1:0 and says where on
 //! stdout, and its PID lets us read its resident memory from `/proc`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -150,6 +151,29 @@ impl Server {
             .context("malformed /proc stat")
     }
 
+    /// CPU seconds per thread name (threads of one name summed), e.g. `tokio-rt-worker`,
+    /// `natter-store-wr`: shows which thread is the bottleneck.
+    pub fn thread_cpu_seconds(&self) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+            return out;
+        };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            let name = stat
+                .find('(')
+                .zip(stat.rfind(')'))
+                .map(|(a, b)| stat[a + 1..b].to_owned())
+                .unwrap_or_default();
+            if let Some(ticks) = parse_cpu_ticks(&stat) {
+                *out.entry(name).or_insert(0.0) += ticks as f64 / USER_HZ;
+            }
+        }
+        out
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -160,8 +184,24 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    /// Kills the server and waits for it (bounded).
+    /// Asks the server to stop (SIGTERM, so a profiler wrapping it can write its output),
+    /// then kills it if it has not exited within 10 s.
     pub async fn stop(mut self) {
+        let term = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+        if term.is_ok_and(|s| s.success())
+            && tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+                .await
+                .is_ok()
+        {
+            return;
+        }
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
     }
@@ -212,6 +252,14 @@ pub fn parse_listening(line: &str) -> Option<SocketAddr> {
         .find(|c: char| c == ',' || c.is_whitespace())
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
+}
+
+/// CPU seconds this process (the load generator) has used so far.
+pub fn own_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| parse_cpu_ticks(&s))
+        .map_or(0.0, |t| t as f64 / USER_HZ)
 }
 
 /// Clock ticks per second in `/proc/PID/stat` (USER_HZ, 100 on every Linux ABI in use).
