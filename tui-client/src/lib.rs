@@ -2,9 +2,11 @@
 //! disconnect, plus subcommands for scripts. `main.rs` only calls [`cli::main`].
 //!
 //! Layout:
-//! - [`cli`]: command line (clap), the subcommands for scripts, exit codes.
+//! - [`cli`]: command line (clap), the subcommands for scripts, exit codes (`cli/`: `exit`,
+//!   `account`, `tail`, `output`).
 //! - [`chat`]: the chat screen's event loop: terminal events, net events and ticks → `App`.
-//! - [`app`]: the model and `App::update(Msg) -> Option<Cmd>`; pure, no IO.
+//! - [`app`]: the model and `App::update(Msg) -> Option<Cmd>`; pure, no IO (`app/`: `focus`,
+//!   `net_events`).
 //! - [`msg`]: `Msg`, `Cmd`, `NetEvent`, `Link`: the vocabulary between the parts.
 //! - [`commands`]: slash commands (`/to`, `/msg`, …), as part of `App`.
 //! - [`scroll`]: scrolling the message list without laying out the whole history.
@@ -12,8 +14,8 @@
 //! - [`input`]: the editable one-line field.
 //! - [`keymap`]: terminal events → `Msg`.
 //! - [`ui`]: `render(&App, &mut Frame)` and its widgets.
-//! - [`net`]: the network task (socket, reconnect, HTTP fallback, outbox flushing), and the
-//!   WebSocket and HTTP clients the subcommands reuse.
+//! - [`net`]: the network task (socket, reconnect, HTTP fallback, outbox flushing; in
+//!   `net/session/`), and the WebSocket and HTTP clients the subcommands reuse.
 //! - [`outbox`]: unconfirmed sends on disk.
 //! - [`credentials`]: stored accounts (`credentials.toml`).
 //! - [`paths`]: where files live; locking and atomic writes.

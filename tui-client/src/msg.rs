@@ -3,7 +3,7 @@
 //! task reports).
 //!
 //! The app never performs IO: it turns a `Msg` into state changes and at most one `Cmd`.
-//! Add a key binding as a `Msg` variant here, map it in `keymap.rs`, handle it in `app.rs`.
+//! Add a key binding as a `Msg` variant here, map it in `keymap.rs`, handle it in `App::update`.
 
 use std::time::{Duration, Instant};
 

@@ -2,52 +2,39 @@
 //! subcommands for scripts. Plain output is one line per item and stays stable (scripts
 //! parse it); `--json` prints one JSON object per line. Errors are one line on stderr and a
 //! distinct exit code per kind, listed in [`EXIT_CODES`].
+//!
+//! This file: the flags (clap), dispatch, and `send`, `history`, `users`. Beside it:
+//! - `exit.rs`: exit codes and [`Failure`], what every subcommand ends in when it fails;
+//! - `account.rs`: `register`, `login`, and which stored token a subcommand uses;
+//! - `tail.rs`: following messages, waiting for the server, reconnecting;
+//! - `output.rs`: the stable plain line of a message, JSON lines, a closed stdout.
 
-use std::io::{BufRead, Write};
+mod account;
+mod exit;
+mod output;
+mod tail;
+
+use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use natter_shared::{ClientId, Message, MessageId, ServerFrame, Timestamp, Username, validate};
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use natter_shared::{ClientId, Message, MessageId, Username, validate};
 
 use crate::chat::{self, ChatOptions};
-use crate::credentials::{self, Account};
-use crate::error::ApiError;
+use crate::credentials;
 use crate::net::http::{Http, Query};
-use crate::net::ws::{self, ConnectError, Incoming};
 use crate::net::{ServerUrl, backoff, random_u64};
 use crate::outbox::Outgoing;
 use crate::paths::Paths;
 
-/// Success.
-pub const EXIT_OK: u8 = 0;
-/// Any other failure.
-pub const EXIT_FAILURE: u8 = 1;
-/// Bad command line or arguments (also clap's own code).
-pub const EXIT_USAGE: u8 = 2;
-/// No credentials, wrong password, name taken, token refused.
-pub const EXIT_AUTH: u8 = 3;
-/// The server cannot be reached.
-pub const EXIT_NETWORK: u8 = 4;
-/// The server refused the request (invalid text, unknown receiver, …).
-pub const EXIT_REFUSED: u8 = 5;
+pub use exit::{
+    EXIT_AUTH, EXIT_CODES, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Failure,
+};
+pub use output::plain_line;
 
-/// The exit codes, as `--help` shows them.
-pub const EXIT_CODES: &str = "\
-Exit codes:
-  0  success
-  1  other failure
-  2  usage error (bad flags or arguments)
-  3  authentication (no stored credentials, wrong password, name taken, token refused)
-  4  network (cannot reach the server; tail waits for it instead)
-  5  refused by the server (invalid message, unknown receiver, ...)
-
-Environment:
-  NATTER_SERVER  server URL (like --server)
-  NATTER_TOKEN   bearer token; overrides stored credentials
-  NO_COLOR       no colours on the chat screen
-  XDG_CONFIG_HOME, XDG_STATE_HOME  where credentials.toml and the outbox live";
+use exit::Outcome;
+use output::{json_line, out};
 
 /// natter: terminal chat. Without a subcommand, opens the chat screen.
 #[derive(Debug, Parser)]
@@ -133,41 +120,6 @@ pub enum Command {
     },
 }
 
-/// A failure with its exit code.
-#[derive(Debug)]
-pub struct Failure {
-    /// The process exit code.
-    pub code: u8,
-    /// One line for stderr.
-    pub message: String,
-}
-
-impl Failure {
-    fn new(code: u8, message: impl Into<String>) -> Self {
-        Failure {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Self {
-        let code = if e.is_network() {
-            EXIT_NETWORK
-        } else if e.is_unauthorized() {
-            EXIT_AUTH
-        } else if matches!(e, ApiError::Server { .. }) {
-            EXIT_REFUSED
-        } else {
-            EXIT_FAILURE
-        };
-        Failure::new(code, e.to_string())
-    }
-}
-
-type Outcome = Result<(), Failure>;
-
 /// The process entry point: parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -234,234 +186,7 @@ fn parse_name(name: &str) -> Result<Username, Failure> {
     Username::parse(name).map_err(|e| Failure::new(EXIT_USAGE, format!("{name:?}: {e}")))
 }
 
-/// One line of a message, as `tail` and `history` print it:
-/// `ID CREATED_AT SENDER: TEXT` or `ID CREATED_AT SENDER -> RECEIVER: TEXT`, newlines in
-/// the text written as `\n` so that one message is one line.
-pub fn plain_line(m: &Message) -> String {
-    let text = m.text.replace('\\', "\\\\").replace('\n', "\\n");
-    match &m.receiver_username {
-        Some(r) => format!(
-            "{} {} {} -> {r}: {text}",
-            m.id, m.created_at, m.sender_username
-        ),
-        None => format!("{} {} {}: {text}", m.id, m.created_at, m.sender_username),
-    }
-}
-
-/// Writes one line to stdout and flushes; `Err` when stdout is closed (a pipe's reader
-/// went away), which callers treat as a clean end.
-fn out(line: &str) -> Result<(), ()> {
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{line}")
-        .and_then(|()| stdout.flush())
-        .map_err(|_| ())
-}
-
-fn json_line<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
-}
-
-/// Whether stdout is a pipe whose reader has gone (so `tail` can stop even when no message
-/// arrives to fail a write).
-fn stdout_closed() -> bool {
-    use rustix::event::{PollFd, PollFlags, poll};
-    let stdout = std::io::stdout();
-    let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
-    let zero = rustix::time::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    match poll(&mut fds, Some(&zero)) {
-        Ok(_) => fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP),
-        Err(_) => false,
-    }
-}
-
-fn token_refused() -> Failure {
-    Failure::new(
-        EXIT_AUTH,
-        "the server refused the token; log in again with `natter login NAME`",
-    )
-}
-
-/// What ends `tail` cleanly: SIGINT, SIGTERM, or its stdout pipe closing.
-struct Stop {
-    sigint: Signal,
-    sigterm: Signal,
-    pipe_check: tokio::time::Interval,
-}
-
-impl Stop {
-    fn new() -> Result<Self, Failure> {
-        let install = |kind| signal(kind).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()));
-        Ok(Stop {
-            sigint: install(SignalKind::interrupt())?,
-            sigterm: install(SignalKind::terminate())?,
-            pipe_check: tokio::time::interval(Duration::from_secs(1)),
-        })
-    }
-
-    /// Resolves on SIGINT or SIGTERM, or once stdout's reader is gone (checked every
-    /// second, so `tail` stops even when no message arrives to fail a write).
-    async fn stopped(&mut self) {
-        tokio::select! {
-            _ = self.sigint.recv() => {}
-            _ = self.sigterm.recv() => {}
-            () = async {
-                loop {
-                    self.pipe_check.tick().await;
-                    if stdout_closed() {
-                        return;
-                    }
-                }
-            } => {}
-        }
-    }
-
-    /// Sleeps for `delay`; true when `tail` should stop instead.
-    async fn wait(&mut self, delay: Duration) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep(delay) => stdout_closed(),
-            () = self.stopped() => true,
-        }
-    }
-}
-
-fn read_password_stdin() -> Result<String, Failure> {
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Failure::new(EXIT_FAILURE, format!("reading the password: {e}")))?;
-    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
-}
-
-/// Asks for a password on the terminal without echo.
-fn prompt_password(name: &str) -> Result<String, Failure> {
-    use rustix::termios::{LocalModes, OptionalActions, isatty, tcgetattr, tcsetattr};
-    let stdin = std::io::stdin();
-    if !isatty(&stdin) {
-        return Err(Failure::new(
-            EXIT_USAGE,
-            "no terminal to ask for the password on; use --password-stdin",
-        ));
-    }
-    eprint!("password for {name}: ");
-    let _ = std::io::stderr().flush();
-    let saved = tcgetattr(&stdin).ok();
-    if let Some(saved) = &saved {
-        let mut quiet = saved.clone();
-        quiet.local_modes.remove(LocalModes::ECHO);
-        let _ = tcsetattr(&stdin, OptionalActions::Now, &quiet);
-    }
-    let result = read_password_stdin();
-    if let Some(saved) = &saved {
-        let _ = tcsetattr(&stdin, OptionalActions::Now, saved);
-    }
-    eprintln!();
-    result
-}
-
 impl Ctx {
-    fn credentials_path(&self) -> std::path::PathBuf {
-        self.paths.credentials()
-    }
-
-    fn store(&self, username: &Username, token: &str, password: &str) -> Outcome {
-        credentials::save(
-            &self.credentials_path(),
-            &Account {
-                server: self.server.http_base().to_owned(),
-                username: username.to_string(),
-                token: token.to_owned(),
-                password: Some(password.to_owned()),
-            },
-        )
-        .map_err(|e| Failure::new(EXIT_FAILURE, format!("storing credentials: {e:#}")))
-    }
-
-    /// The token to use: `NATTER_TOKEN`, else the stored account named by `--name`, else
-    /// the only account stored for this server.
-    fn token(&self) -> Result<String, Failure> {
-        if let Some(t) = std::env::var("NATTER_TOKEN").ok().filter(|t| !t.is_empty()) {
-            return Ok(t);
-        }
-        let server = self.server.http_base();
-        let path = self.credentials_path();
-        let read_err = |e: anyhow::Error| Failure::new(EXIT_FAILURE, format!("{e:#}"));
-        if let Some(name) = &self.name {
-            return credentials::find(&path, server, name)
-                .map_err(read_err)?
-                .map(|a| a.token)
-                .ok_or_else(|| {
-                    Failure::new(
-                        EXIT_AUTH,
-                        format!(
-                            "no stored credentials for {name} on {server}; run `natter register {name}` or `natter login {name}`"
-                        ),
-                    )
-                });
-        }
-        let accounts = credentials::accounts(&path, server).map_err(read_err)?;
-        match accounts.as_slice() {
-            [only] => Ok(only.token.clone()),
-            [] => Err(Failure::new(
-                EXIT_AUTH,
-                format!(
-                    "no stored credentials for {server}; run `natter register NAME` or set NATTER_TOKEN"
-                ),
-            )),
-            several => Err(Failure::new(
-                EXIT_USAGE,
-                format!(
-                    "several accounts are stored for {server} ({}); pick one with --name",
-                    several
-                        .iter()
-                        .map(|a| a.username.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )),
-        }
-    }
-
-    async fn register(&self, name: &str, password_stdin: bool) -> Outcome {
-        let username = parse_name(name)?;
-        let password = if password_stdin {
-            read_password_stdin()?
-        } else {
-            credentials::random_string(24)
-        };
-        validate::validate_password(&password)
-            .map_err(|e| Failure::new(EXIT_USAGE, e.to_string()))?;
-        let resp = match self.http.register(username.as_str(), &password).await {
-            Ok(r) => r,
-            Err(e @ ApiError::Server { status: 409, .. }) => {
-                return Err(Failure::new(
-                    EXIT_AUTH,
-                    format!("{e}; if it is yours, run `natter login {username}`"),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        self.store(&resp.username, &resp.token, &password)?;
-        let _ = out(&format!("registered {}", resp.username));
-        Ok(())
-    }
-
-    async fn login(&self, name: &str, password_stdin: bool) -> Outcome {
-        let username = parse_name(name)?;
-        let password = if password_stdin {
-            read_password_stdin()?
-        } else {
-            prompt_password(name)?
-        };
-        let resp = self.http.login(username.as_str(), &password).await?;
-        self.store(&resp.username, &resp.token, &password)?;
-        let _ = out(&format!("logged in as {}", resp.username));
-        Ok(())
-    }
-
     async fn send(&self, to: Option<&str>, json: bool, words: &[String]) -> Outcome {
         let receiver = to.map(parse_name).transpose()?;
         let texts: Vec<String> = if words == ["-"] {
@@ -515,126 +240,6 @@ impl Ctx {
                     attempt += 1;
                 }
                 Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    async fn tail(&self, after: Option<MessageId>, json: bool) -> Outcome {
-        let token = self.token()?;
-        let mut stop = Stop::new()?;
-        let mut after = match after {
-            Some(a) => a,
-            None => match self.start_point(&token, &mut stop).await? {
-                Some(a) => a,
-                None => return Ok(()),
-            },
-        };
-        let mut attempt: u32 = 0;
-        loop {
-            let connecting = ws::connect(&self.server, &token, Some(after));
-            let socket = tokio::select! {
-                s = connecting => s,
-                () = stop.stopped() => return Ok(()),
-            };
-            match socket {
-                Ok(mut socket) => {
-                    attempt = 0;
-                    loop {
-                        let incoming = tokio::select! {
-                            i = ws::next(&mut socket) => i,
-                            () = stop.stopped() => return Ok(()),
-                        };
-                        match incoming {
-                            Incoming::Frame(ServerFrame::ChatMessage { message }) => {
-                                if message.id <= after {
-                                    continue;
-                                }
-                                after = message.id;
-                                let line = if json {
-                                    json_line(&message)
-                                } else {
-                                    plain_line(&message)
-                                };
-                                if out(&line).is_err() {
-                                    return Ok(());
-                                }
-                            }
-                            Incoming::Closed(_) => break,
-                            _ => {}
-                        }
-                    }
-                }
-                Err(ConnectError::Unauthorized) => return Err(token_refused()),
-                Err(_) => attempt += 1,
-            }
-            if stop
-                .wait(backoff(attempt.saturating_sub(1), random_u64()))
-                .await
-            {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Where `tail` without `--after` starts: after the newest message stored when it
-    /// started. A server that cannot be reached yet is waited for, with the reconnect
-    /// backoff; it then starts after the newest message stored before `tail` started (by
-    /// the server's clock), so what is sent while it waits is printed too. `Ok(None)`: a
-    /// signal or a closed pipe ended the wait.
-    async fn start_point(
-        &self,
-        token: &str,
-        stop: &mut Stop,
-    ) -> Result<Option<MessageId>, Failure> {
-        let started = Timestamp::now();
-        let mut attempt: u32 = 0;
-        loop {
-            let found = if attempt == 0 {
-                let newest = Query {
-                    limit: Some(1),
-                    ..Query::default()
-                };
-                self.http
-                    .messages(token, newest)
-                    .await
-                    .map(|page| page.last().map_or(MessageId(0), |m| m.id))
-            } else {
-                self.last_before(token, started).await
-            };
-            match found {
-                Ok(id) => return Ok(Some(id)),
-                Err(e) if e.is_unauthorized() => return Err(token_refused()),
-                Err(e) if e.is_network() => {
-                    if attempt == 0 {
-                        eprintln!("natter: {e}; waiting for it");
-                    }
-                    if stop.wait(backoff(attempt, random_u64())).await {
-                        return Ok(None);
-                    }
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// The id of the newest message stored before `since`, walking back page by page
-    /// (0 when there is none).
-    async fn last_before(&self, token: &str, since: Timestamp) -> Result<MessageId, ApiError> {
-        let mut before = None;
-        loop {
-            let query = Query {
-                before,
-                limit: Some(validate::MAX_HISTORY_LIMIT),
-                ..Query::default()
-            };
-            let page = self.http.messages(token, query).await?;
-            if let Some(m) = page.iter().rev().find(|m| m.created_at < since) {
-                return Ok(m.id);
-            }
-            match page.first() {
-                Some(first) if page.len() >= validate::MAX_HISTORY_LIMIT => before = Some(first.id),
-                _ => return Ok(MessageId(0)),
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The WebSocket half of the protocol: opening `/ws/chat/?after=ID` with the bearer token,
 //! encoding `chat_message` frames and decoding server frames. The reconnect policy lives in
-//! `net/mod.rs` and in `cli.rs`'s `tail`; this file only knows one connection.
+//! `net/session/` (the chat screen) and in `cli/tail.rs`; this file only knows one connection.
 
 use std::time::Duration;
 

@@ -3,7 +3,13 @@
 //! Pure: no IO, no async, no clock reads (time arrives as [`Msg::Tick`]). Everything the
 //! screen shows is derived from this struct by `ui::render`, so tests drive the app with
 //! `Msg`s and assert on state or on a rendered `TestBackend`. Effects leave as a [`Cmd`].
-//! Scrolling lives in `scroll.rs`, slash commands in `commands.rs`.
+//!
+//! Here: the state, `update`'s dispatch, and Enter (sending, committing the name). Beside
+//! it: `focus.rs` (fields, Tab, completion, paste, Esc) and `net_events.rs` (what the
+//! network task reports). Scrolling lives in `scroll.rs`, slash commands in `commands.rs`.
+
+mod focus;
+mod net_events;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -12,10 +18,10 @@ use chrono::FixedOffset;
 use natter_shared::{Username, validate};
 
 use crate::input::TextInput;
-use crate::msg::{Cmd, Link, Msg, NetEvent};
+use crate::msg::{Cmd, Link, Msg};
 use crate::outbox::Outgoing;
 use crate::scroll::Scroll;
-use crate::timeline::{Inserted, Timeline};
+use crate::timeline::Timeline;
 
 /// Which field has the keyboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,88 +234,6 @@ impl App {
         None
     }
 
-    /// The field keys edit: the password prompt replaces the message input while shown.
-    fn field(&mut self) -> &mut TextInput {
-        match self.focus {
-            Focus::Name => &mut self.name,
-            Focus::SendTo => &mut self.to,
-            Focus::Message if self.prompt.is_some() => &mut self.password,
-            Focus::Message => &mut self.input,
-        }
-    }
-
-    fn paste(&mut self, text: &str) {
-        let text = text.replace("\r\n", "\n").replace('\r', "\n");
-        match self.focus {
-            Focus::Message if self.prompt.is_none() => self.input.insert_str(&text),
-            // Names and passwords are one line: drop what a terminal paste adds around them.
-            _ => self.field().insert_str(text.trim()),
-        }
-    }
-
-    fn escape(&mut self) {
-        if self.show_help {
-            self.show_help = false;
-        } else if self.prompt.take().is_some() {
-            self.password.take();
-            self.focus = Focus::Name;
-            self.info("password prompt cancelled: pick another name");
-        } else {
-            self.status = None;
-        }
-    }
-
-    fn move_focus(&mut self, forward: bool) -> Option<Cmd> {
-        let leaving = self.focus;
-        self.focus = match (self.focus, forward) {
-            (Focus::Name, true) | (Focus::Message, false) => Focus::SendTo,
-            (Focus::SendTo, true) | (Focus::Name, false) => Focus::Message,
-            (Focus::Message, true) | (Focus::SendTo, false) => Focus::Name,
-        };
-        if leaving == Focus::Name && self.name.text().trim() != self.committed_name {
-            return self.commit_name();
-        }
-        None
-    }
-
-    fn tab(&mut self) -> Option<Cmd> {
-        if self.focus == Focus::SendTo && self.complete() {
-            return None;
-        }
-        self.move_focus(true)
-    }
-
-    /// Completes the Send to field from the known users; repeated Tabs cycle. Returns false
-    /// when there is nothing to complete (so Tab moves on).
-    fn complete(&mut self) -> bool {
-        let prefix = match &self.completion {
-            Some((prefix, _)) => prefix.clone(),
-            None => self.to.text().to_ascii_lowercase(),
-        };
-        if prefix.is_empty() {
-            return false;
-        }
-        let candidates: Vec<&Username> = self
-            .users
-            .iter()
-            .filter(|(key, _)| key.starts_with(&prefix))
-            .map(|(_, u)| &u.name)
-            .collect();
-        let index = match &self.completion {
-            Some((_, i)) => (i + 1) % candidates.len().max(1),
-            None => 0,
-        };
-        match candidates.get(index) {
-            Some(name) if candidates.len() > 1 || name.as_str() != self.to.text() => {
-                let name = name.to_string();
-                self.to.set(&name);
-                self.completion = Some((prefix, index));
-                true
-            }
-            _ => false,
-        }
-    }
-
     fn submit(&mut self) -> Option<Cmd> {
         match self.focus {
             Focus::Name => {
@@ -440,93 +364,5 @@ impl App {
             username,
             password: None,
         })
-    }
-
-    fn net(&mut self, event: NetEvent) {
-        match event {
-            NetEvent::Link { link, retry_in } => {
-                self.link = link;
-                self.retry_at = retry_in.map(|d| self.now + d);
-            }
-            NetEvent::LoggedIn {
-                username,
-                registered,
-            } => {
-                if self.identity.as_ref().map(Username::key) == Some(username.key()) {
-                    self.name.set(username.as_str());
-                    self.committed_name = username.to_string();
-                    self.identity = Some(username.clone());
-                }
-                self.info(if registered {
-                    format!("registered {username}; its password is saved in credentials.toml")
-                } else {
-                    format!("logged in as {username}")
-                });
-            }
-            NetEvent::PasswordNeeded { username, reason } => {
-                self.error(format!(
-                    "{reason}: type the password for {username}, or Esc to pick another name"
-                ));
-                self.prompt = Some(username);
-                self.password.take();
-                self.focus = Focus::Message;
-            }
-            NetEvent::Pending(list) => {
-                if let Some(sender) = self.identity.clone() {
-                    let local: Vec<_> = self.timeline.pending().to_vec();
-                    // Rebuild: the disk's order first, then anything typed since.
-                    let mut rebuilt = Timeline::default();
-                    for m in self.timeline.messages() {
-                        rebuilt.insert(m.clone());
-                    }
-                    for o in list {
-                        rebuilt.add_pending(sender.clone(), o);
-                    }
-                    for p in local {
-                        rebuilt.add_pending(p.sender, p.outgoing);
-                    }
-                    self.timeline = rebuilt;
-                }
-            }
-            NetEvent::Message(m) => self.receive(m),
-            NetEvent::Messages(batch) => {
-                for m in batch {
-                    self.receive(m);
-                }
-            }
-            NetEvent::Presence { username, online } => self.learn_user(username, Some(online)),
-            NetEvent::Users(list) => {
-                for u in list {
-                    self.learn_user(u.username, Some(u.online));
-                }
-            }
-            NetEvent::Rejected { client_id, reason } => {
-                self.timeline.reject(&client_id, &reason);
-                self.error(format!("not sent: {reason}"));
-            }
-            NetEvent::Error(text) => self.error(text),
-            NetEvent::Notice(text) => self.info(text),
-        }
-    }
-
-    fn learn_user(&mut self, name: Username, online: Option<bool>) {
-        let entry = self.users.entry(name.key()).or_insert(KnownUser {
-            name: name.clone(),
-            online: false,
-        });
-        entry.name = name;
-        if let Some(online) = online {
-            entry.online = online;
-        }
-    }
-
-    fn receive(&mut self, m: natter_shared::Message) {
-        self.learn_user(m.sender_username.clone(), None);
-        if let Some(r) = &m.receiver_username {
-            self.learn_user(r.clone(), None);
-        }
-        if let Inserted::At(index) = self.timeline.insert(m) {
-            self.on_inserted(index);
-        }
     }
 }

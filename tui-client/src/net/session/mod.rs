@@ -6,6 +6,13 @@
 //!   the `Cmd`); an entry leaves both only when the server confirmed or refused it.
 //! - `last_id` only advances over contiguous streams (socket frames, polls with `?after=`),
 //!   never from a POST reply, so a resume never skips a message.
+//!
+//! This file: the actor's lifecycle, one socket attempt, the live socket, and the queue.
+//! Beside it: `auth.rs` (stored token, login, auto-register, asking for a password) and
+//! `fallback.rs` (the socket is down: backoff, HTTP polling, sending by POST).
+
+mod auth;
+mod fallback;
 
 use std::time::Duration;
 
@@ -13,11 +20,9 @@ use natter_shared::{ClientId, ErrorCode, Message, MessageId, ServerFrame, Userna
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
+use super::NetConfig;
 use super::http::{Http, Query};
 use super::ws::{self, ConnectError, Incoming};
-use super::{NetConfig, POLL_INTERVAL, backoff, random_u64};
-use crate::credentials::{self, Account};
-use crate::error::ApiError;
 use crate::msg::{Cmd, Link, NetEvent};
 use crate::outbox::{Outbox, Outgoing};
 
@@ -34,18 +39,6 @@ const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
 enum Next {
     Login(Username, Option<String>),
     Quit,
-}
-
-/// What an attempt to authenticate produced.
-enum Auth {
-    Ok {
-        username: Username,
-        token: String,
-        registered: bool,
-    },
-    NeedPassword(String),
-    Network(String),
-    Failed(String),
 }
 
 /// The network actor.
@@ -144,172 +137,6 @@ impl Actor {
         }
     }
 
-    /// Loops until a token is held (`Ok`) or another command ends this identity (`Err`).
-    async fn authenticate(
-        &mut self,
-        s: &mut Session,
-        mut password: Option<String>,
-    ) -> Result<(), Next> {
-        let mut attempt = 0;
-        loop {
-            match self.try_auth(&s.username, password.take(), false).await {
-                Auth::Ok {
-                    username,
-                    token,
-                    registered,
-                } => {
-                    s.username = username.clone();
-                    s.token = token;
-                    self.emit(NetEvent::LoggedIn {
-                        username,
-                        registered,
-                    })
-                    .await;
-                    return Ok(());
-                }
-                Auth::NeedPassword(reason) => {
-                    self.link(Link::Idle, None).await;
-                    self.emit(NetEvent::PasswordNeeded {
-                        username: s.username.clone(),
-                        reason,
-                    })
-                    .await;
-                    password = Some(self.wait_for_password(s).await?);
-                }
-                Auth::Failed(reason) => {
-                    self.link(Link::Idle, None).await;
-                    self.emit(NetEvent::Error(reason)).await;
-                    password = Some(self.wait_for_password(s).await?);
-                }
-                Auth::Network(reason) => {
-                    let delay = backoff(attempt, random_u64());
-                    attempt += 1;
-                    let link = if attempt >= OFFLINE_AFTER {
-                        Link::Offline
-                    } else {
-                        Link::Connecting
-                    };
-                    self.link(link, Some(delay)).await;
-                    self.emit(NetEvent::Error(reason)).await;
-                    let deadline = Instant::now() + delay;
-                    loop {
-                        tokio::select! {
-                            () = sleep_until(deadline) => break,
-                            cmd = self.cmds.recv() => match self.on_cmd_down(s, cmd) {
-                                Some(Ok(())) => {}
-                                Some(Err(next)) => return Err(next),
-                                None => {}
-                            },
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Waits for the user to type a password for this name (or pick another).
-    async fn wait_for_password(&mut self, s: &mut Session) -> Result<String, Next> {
-        loop {
-            match self.cmds.recv().await {
-                Some(Cmd::Login {
-                    username,
-                    password: Some(p),
-                }) if username.key() == s.username.key() => return Ok(p),
-                Some(Cmd::Login { username, password }) => {
-                    if username.key() != s.username.key() {
-                        return Err(Next::Login(username, password));
-                    }
-                }
-                Some(Cmd::Send { sender, outgoing }) => {
-                    s.enqueue(&sender, outgoing);
-                }
-                Some(Cmd::Quit) | None => return Err(Next::Quit),
-            }
-        }
-    }
-
-    /// One authentication attempt. With `renew`, the stored token is known to be bad.
-    async fn try_auth(&self, username: &Username, typed: Option<String>, renew: bool) -> Auth {
-        let server = self.config.server.http_base().to_owned();
-        let path = self.config.paths.credentials();
-        let stored = credentials::find(&path, &server, username.as_str())
-            .ok()
-            .flatten();
-        if !renew && typed.is_none() {
-            if let Some(acct) = &stored {
-                if let Ok(name) = Username::parse(&acct.username) {
-                    return Auth::Ok {
-                        username: name,
-                        token: acct.token.clone(),
-                        registered: false,
-                    };
-                }
-            }
-        }
-        let (password, known) = match typed.or_else(|| stored.and_then(|a| a.password)) {
-            Some(p) => (p, true),
-            None => (generate_password(), false),
-        };
-        let save = |resp: &natter_shared::protocol::AuthResponse| {
-            credentials::save(
-                &path,
-                &Account {
-                    server: server.clone(),
-                    username: resp.username.to_string(),
-                    token: resp.token.clone(),
-                    password: Some(password.clone()),
-                },
-            )
-        };
-        if known {
-            match self.http.login(username.as_str(), &password).await {
-                Ok(resp) => {
-                    if let Err(e) = save(&resp) {
-                        self.emit(NetEvent::Error(format!(
-                            "could not store credentials: {e:#}"
-                        )))
-                        .await;
-                    }
-                    return Auth::Ok {
-                        username: resp.username,
-                        token: resp.token,
-                        registered: false,
-                    };
-                }
-                Err(e) if e.is_network() => return Auth::Network(e.to_string()),
-                Err(e) if e.is_unauthorized() => {} // maybe the server's database is new: try to register
-                Err(e) => return Auth::Failed(e.to_string()),
-            }
-        }
-        match self.http.register(username.as_str(), &password).await {
-            Ok(resp) => {
-                if let Err(e) = save(&resp) {
-                    self.emit(NetEvent::Error(format!(
-                        "could not store credentials: {e:#}"
-                    )))
-                    .await;
-                }
-                Auth::Ok {
-                    username: resp.username,
-                    token: resp.token,
-                    registered: true,
-                }
-            }
-            Err(e) if e.is_network() => Auth::Network(e.to_string()),
-            Err(e)
-                if e.code() == Some(ErrorCode::UsernameTaken)
-                    || matches!(e, ApiError::Server { status: 409, .. }) =>
-            {
-                Auth::NeedPassword(if known {
-                    "wrong password".into()
-                } else {
-                    format!("the name {username} is taken")
-                })
-            }
-            Err(e) => Auth::Failed(format!("cannot register {username}: {e}")),
-        }
-    }
-
     /// Handles a command while the socket is down. `None`: nothing to do; `Some(Err)`: this
     /// identity ends.
     fn on_cmd_down(&mut self, s: &mut Session, cmd: Option<Cmd>) -> Option<Result<(), Next>> {
@@ -386,153 +213,6 @@ impl Actor {
             s.failures += 1;
         }
         self.down(s).await.err()
-    }
-
-    /// The token was refused: log in again with the stored password, or ask.
-    async fn renew(&mut self, s: &mut Session) -> Result<(), Next> {
-        match self.try_auth(&s.username, None, true).await {
-            Auth::Ok { token, .. } => {
-                s.token = token;
-                Ok(())
-            }
-            Auth::Network(_) => Ok(()),
-            Auth::NeedPassword(reason) | Auth::Failed(reason) => {
-                self.link(Link::Idle, None).await;
-                self.emit(NetEvent::PasswordNeeded {
-                    username: s.username.clone(),
-                    reason,
-                })
-                .await;
-                let p = self.wait_for_password(s).await?;
-                self.authenticate(s, Some(p)).await
-            }
-        }
-    }
-
-    /// The socket is down: wait out the backoff, polling HTTP (FALLBACK when it answers).
-    /// Returns early, to retry the socket at once, when HTTP comes back after failing.
-    async fn down(&mut self, s: &mut Session) -> Result<(), Next> {
-        let delay = backoff(s.failures.saturating_sub(1), random_u64());
-        let deadline = Instant::now() + delay;
-        let mut was_ok = s.http_ok;
-        loop {
-            let ok = self.poll(s).await;
-            let link = if ok {
-                Link::Fallback
-            } else if s.failures >= OFFLINE_AFTER {
-                Link::Offline
-            } else if s.ever_live {
-                Link::Reconnecting
-            } else {
-                Link::Connecting
-            };
-            self.link(
-                link,
-                Some(deadline.saturating_duration_since(Instant::now())),
-            )
-            .await;
-            if ok && !was_ok && s.failures > 1 {
-                // The server is back: try the socket now rather than at the end of a long wait.
-                return Ok(());
-            }
-            was_ok = ok;
-            let next_poll = (Instant::now() + POLL_INTERVAL).min(deadline);
-            loop {
-                tokio::select! {
-                    () = sleep_until(next_poll) => break,
-                    cmd = self.cmds.recv() => match self.on_cmd_down(s, cmd) {
-                        Some(Ok(())) if s.http_ok => { self.flush_http(s).await; }
-                        Some(Err(next)) => return Err(next),
-                        _ => {}
-                    },
-                }
-            }
-            if Instant::now() >= deadline {
-                return Ok(());
-            }
-        }
-    }
-
-    /// One HTTP poll: fetch what is new, then flush the outbox by POST. Returns whether HTTP
-    /// answered.
-    async fn poll(&mut self, s: &mut Session) -> bool {
-        if !s.history_loaded {
-            let query = Query {
-                limit: Some(HISTORY),
-                ..Query::default()
-            };
-            match self.http.messages(&s.token, query).await {
-                Ok(batch) => {
-                    s.history_loaded = true;
-                    s.last_id = batch.last().map(|m| m.id).or(Some(MessageId(0)));
-                    s.confirm_seen(&batch);
-                    self.emit(NetEvent::Messages(batch)).await;
-                }
-                Err(_) => {
-                    s.http_ok = false;
-                    return false;
-                }
-            }
-        }
-        let after = s.last_id.or(Some(MessageId(0)));
-        loop {
-            let query = Query {
-                after: s.last_id.or(after),
-                limit: Some(1000),
-                ..Query::default()
-            };
-            match self.http.messages(&s.token, query).await {
-                Ok(batch) => {
-                    let full = batch.len() >= 1000;
-                    if let Some(last) = batch.last() {
-                        s.last_id = Some(last.id);
-                    }
-                    s.history_loaded = true;
-                    s.confirm_seen(&batch);
-                    if !batch.is_empty() {
-                        self.emit(NetEvent::Messages(batch)).await;
-                    }
-                    if !full {
-                        break;
-                    }
-                }
-                Err(_) => {
-                    s.http_ok = false;
-                    return false;
-                }
-            }
-        }
-        s.http_ok = true;
-        if let Ok(users) = self.http.users(&s.token).await {
-            self.emit(NetEvent::Users(users)).await;
-        }
-        self.flush_http(s).await;
-        s.http_ok
-    }
-
-    /// Sends the outbox by POST, in order, stopping at the first failure that may pass.
-    async fn flush_http(&mut self, s: &mut Session) {
-        while let Some(o) = s.queue.first().cloned() {
-            match self.http.post_message(&s.token, &o).await {
-                Ok(m) => {
-                    s.confirm(&o.client_id);
-                    self.emit(NetEvent::Message(m)).await;
-                }
-                Err(e) if e.is_network() => {
-                    s.http_ok = false;
-                    return;
-                }
-                Err(e) if e.is_rate_limited() || e.is_unauthorized() => return,
-                Err(e) => {
-                    s.confirm(&o.client_id);
-                    self.emit(NetEvent::Rejected {
-                        client_id: o.client_id,
-                        reason: e.to_string(),
-                    })
-                    .await;
-                }
-            }
-        }
     }
 
     /// The socket is up: flush the outbox, then relay frames until it drops (`Ok(reason)`)
@@ -655,10 +335,4 @@ impl Session {
             }
         }
     }
-}
-
-/// A random password for auto-registration: 24 characters from a 62-letter alphabet
-/// (about 143 bits).
-pub fn generate_password() -> String {
-    crate::credentials::random_string(24)
 }

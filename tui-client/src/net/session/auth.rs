@@ -1,0 +1,220 @@
+//! Who the actor is: a stored token, else a login with the stored password, else
+//! registering the name with a generated password; if the name is taken and no password is
+//! known, the app is asked for one. A token the server later refuses is renewed the same
+//! way.
+
+use natter_shared::{ErrorCode, Username};
+use tokio::time::{Instant, sleep_until};
+
+use super::{Actor, Next, OFFLINE_AFTER, Session};
+use crate::credentials::{self, Account};
+use crate::error::ApiError;
+use crate::msg::{Cmd, Link, NetEvent};
+use crate::net::{backoff, random_u64};
+
+/// What an attempt to authenticate produced.
+enum Auth {
+    Ok {
+        username: Username,
+        token: String,
+        registered: bool,
+    },
+    NeedPassword(String),
+    Network(String),
+    Failed(String),
+}
+
+impl Actor {
+    /// Loops until a token is held (`Ok`) or another command ends this identity (`Err`).
+    pub(super) async fn authenticate(
+        &mut self,
+        s: &mut Session,
+        mut password: Option<String>,
+    ) -> Result<(), Next> {
+        let mut attempt = 0;
+        loop {
+            match self.try_auth(&s.username, password.take(), false).await {
+                Auth::Ok {
+                    username,
+                    token,
+                    registered,
+                } => {
+                    s.username = username.clone();
+                    s.token = token;
+                    self.emit(NetEvent::LoggedIn {
+                        username,
+                        registered,
+                    })
+                    .await;
+                    return Ok(());
+                }
+                Auth::NeedPassword(reason) => {
+                    self.link(Link::Idle, None).await;
+                    self.emit(NetEvent::PasswordNeeded {
+                        username: s.username.clone(),
+                        reason,
+                    })
+                    .await;
+                    password = Some(self.wait_for_password(s).await?);
+                }
+                Auth::Failed(reason) => {
+                    self.link(Link::Idle, None).await;
+                    self.emit(NetEvent::Error(reason)).await;
+                    password = Some(self.wait_for_password(s).await?);
+                }
+                Auth::Network(reason) => {
+                    let delay = backoff(attempt, random_u64());
+                    attempt += 1;
+                    let link = if attempt >= OFFLINE_AFTER {
+                        Link::Offline
+                    } else {
+                        Link::Connecting
+                    };
+                    self.link(link, Some(delay)).await;
+                    self.emit(NetEvent::Error(reason)).await;
+                    let deadline = Instant::now() + delay;
+                    loop {
+                        tokio::select! {
+                            () = sleep_until(deadline) => break,
+                            cmd = self.cmds.recv() => match self.on_cmd_down(s, cmd) {
+                                Some(Ok(())) => {}
+                                Some(Err(next)) => return Err(next),
+                                None => {}
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the user to type a password for this name (or pick another).
+    async fn wait_for_password(&mut self, s: &mut Session) -> Result<String, Next> {
+        loop {
+            match self.cmds.recv().await {
+                Some(Cmd::Login {
+                    username,
+                    password: Some(p),
+                }) if username.key() == s.username.key() => return Ok(p),
+                Some(Cmd::Login { username, password }) => {
+                    if username.key() != s.username.key() {
+                        return Err(Next::Login(username, password));
+                    }
+                }
+                Some(Cmd::Send { sender, outgoing }) => {
+                    s.enqueue(&sender, outgoing);
+                }
+                Some(Cmd::Quit) | None => return Err(Next::Quit),
+            }
+        }
+    }
+
+    /// One authentication attempt. With `renew`, the stored token is known to be bad.
+    async fn try_auth(&self, username: &Username, typed: Option<String>, renew: bool) -> Auth {
+        let server = self.config.server.http_base().to_owned();
+        let path = self.config.paths.credentials();
+        let stored = credentials::find(&path, &server, username.as_str())
+            .ok()
+            .flatten();
+        if !renew && typed.is_none() {
+            if let Some(acct) = &stored {
+                if let Ok(name) = Username::parse(&acct.username) {
+                    return Auth::Ok {
+                        username: name,
+                        token: acct.token.clone(),
+                        registered: false,
+                    };
+                }
+            }
+        }
+        let (password, known) = match typed.or_else(|| stored.and_then(|a| a.password)) {
+            Some(p) => (p, true),
+            None => (generate_password(), false),
+        };
+        let save = |resp: &natter_shared::protocol::AuthResponse| {
+            credentials::save(
+                &path,
+                &Account {
+                    server: server.clone(),
+                    username: resp.username.to_string(),
+                    token: resp.token.clone(),
+                    password: Some(password.clone()),
+                },
+            )
+        };
+        if known {
+            match self.http.login(username.as_str(), &password).await {
+                Ok(resp) => {
+                    if let Err(e) = save(&resp) {
+                        self.emit(NetEvent::Error(format!(
+                            "could not store credentials: {e:#}"
+                        )))
+                        .await;
+                    }
+                    return Auth::Ok {
+                        username: resp.username,
+                        token: resp.token,
+                        registered: false,
+                    };
+                }
+                Err(e) if e.is_network() => return Auth::Network(e.to_string()),
+                Err(e) if e.is_unauthorized() => {} // maybe the server's database is new: try to register
+                Err(e) => return Auth::Failed(e.to_string()),
+            }
+        }
+        match self.http.register(username.as_str(), &password).await {
+            Ok(resp) => {
+                if let Err(e) = save(&resp) {
+                    self.emit(NetEvent::Error(format!(
+                        "could not store credentials: {e:#}"
+                    )))
+                    .await;
+                }
+                Auth::Ok {
+                    username: resp.username,
+                    token: resp.token,
+                    registered: true,
+                }
+            }
+            Err(e) if e.is_network() => Auth::Network(e.to_string()),
+            Err(e)
+                if e.code() == Some(ErrorCode::UsernameTaken)
+                    || matches!(e, ApiError::Server { status: 409, .. }) =>
+            {
+                Auth::NeedPassword(if known {
+                    "wrong password".into()
+                } else {
+                    format!("the name {username} is taken")
+                })
+            }
+            Err(e) => Auth::Failed(format!("cannot register {username}: {e}")),
+        }
+    }
+
+    /// The token was refused: log in again with the stored password, or ask.
+    pub(super) async fn renew(&mut self, s: &mut Session) -> Result<(), Next> {
+        match self.try_auth(&s.username, None, true).await {
+            Auth::Ok { token, .. } => {
+                s.token = token;
+                Ok(())
+            }
+            Auth::Network(_) => Ok(()),
+            Auth::NeedPassword(reason) | Auth::Failed(reason) => {
+                self.link(Link::Idle, None).await;
+                self.emit(NetEvent::PasswordNeeded {
+                    username: s.username.clone(),
+                    reason,
+                })
+                .await;
+                let p = self.wait_for_password(s).await?;
+                self.authenticate(s, Some(p)).await
+            }
+        }
+    }
+}
+
+/// A random password for auto-registration: 24 characters from a 62-letter alphabet
+/// (about 143 bits).
+pub fn generate_password() -> String {
+    crate::credentials::random_string(24)
+}

@@ -1,0 +1,140 @@
+//! The socket is down: wait out the backoff while probing HTTP every `POLL_INTERVAL`.
+//! While HTTP answers the badge says FALLBACK, new messages arrive by polling
+//! `?after=<last id>` and the outbox goes out by POST; when HTTP comes back after failing,
+//! the socket is retried at once.
+
+use natter_shared::MessageId;
+use tokio::time::{Instant, sleep_until};
+
+use super::{Actor, HISTORY, Next, OFFLINE_AFTER, Session};
+use crate::msg::{Link, NetEvent};
+use crate::net::http::Query;
+use crate::net::{POLL_INTERVAL, backoff, random_u64};
+
+impl Actor {
+    /// The socket is down: wait out the backoff, polling HTTP (FALLBACK when it answers).
+    /// Returns early, to retry the socket at once, when HTTP comes back after failing.
+    pub(super) async fn down(&mut self, s: &mut Session) -> Result<(), Next> {
+        let delay = backoff(s.failures.saturating_sub(1), random_u64());
+        let deadline = Instant::now() + delay;
+        let mut was_ok = s.http_ok;
+        loop {
+            let ok = self.poll(s).await;
+            let link = if ok {
+                Link::Fallback
+            } else if s.failures >= OFFLINE_AFTER {
+                Link::Offline
+            } else if s.ever_live {
+                Link::Reconnecting
+            } else {
+                Link::Connecting
+            };
+            self.link(
+                link,
+                Some(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+            if ok && !was_ok && s.failures > 1 {
+                // The server is back: try the socket now rather than at the end of a long wait.
+                return Ok(());
+            }
+            was_ok = ok;
+            let next_poll = (Instant::now() + POLL_INTERVAL).min(deadline);
+            loop {
+                tokio::select! {
+                    () = sleep_until(next_poll) => break,
+                    cmd = self.cmds.recv() => match self.on_cmd_down(s, cmd) {
+                        Some(Ok(())) if s.http_ok => { self.flush_http(s).await; }
+                        Some(Err(next)) => return Err(next),
+                        _ => {}
+                    },
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One HTTP poll: fetch what is new, then flush the outbox by POST. Returns whether HTTP
+    /// answered.
+    async fn poll(&mut self, s: &mut Session) -> bool {
+        if !s.history_loaded {
+            let query = Query {
+                limit: Some(HISTORY),
+                ..Query::default()
+            };
+            match self.http.messages(&s.token, query).await {
+                Ok(batch) => {
+                    s.history_loaded = true;
+                    s.last_id = batch.last().map(|m| m.id).or(Some(MessageId(0)));
+                    s.confirm_seen(&batch);
+                    self.emit(NetEvent::Messages(batch)).await;
+                }
+                Err(_) => {
+                    s.http_ok = false;
+                    return false;
+                }
+            }
+        }
+        let after = s.last_id.or(Some(MessageId(0)));
+        loop {
+            let query = Query {
+                after: s.last_id.or(after),
+                limit: Some(1000),
+                ..Query::default()
+            };
+            match self.http.messages(&s.token, query).await {
+                Ok(batch) => {
+                    let full = batch.len() >= 1000;
+                    if let Some(last) = batch.last() {
+                        s.last_id = Some(last.id);
+                    }
+                    s.history_loaded = true;
+                    s.confirm_seen(&batch);
+                    if !batch.is_empty() {
+                        self.emit(NetEvent::Messages(batch)).await;
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    s.http_ok = false;
+                    return false;
+                }
+            }
+        }
+        s.http_ok = true;
+        if let Ok(users) = self.http.users(&s.token).await {
+            self.emit(NetEvent::Users(users)).await;
+        }
+        self.flush_http(s).await;
+        s.http_ok
+    }
+
+    /// Sends the outbox by POST, in order, stopping at the first failure that may pass.
+    async fn flush_http(&mut self, s: &mut Session) {
+        while let Some(o) = s.queue.first().cloned() {
+            match self.http.post_message(&s.token, &o).await {
+                Ok(m) => {
+                    s.confirm(&o.client_id);
+                    self.emit(NetEvent::Message(m)).await;
+                }
+                Err(e) if e.is_network() => {
+                    s.http_ok = false;
+                    return;
+                }
+                Err(e) if e.is_rate_limited() || e.is_unauthorized() => return,
+                Err(e) => {
+                    s.confirm(&o.client_id);
+                    self.emit(NetEvent::Rejected {
+                        client_id: o.client_id,
+                        reason: e.to_string(),
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+}
