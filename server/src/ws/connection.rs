@@ -39,6 +39,9 @@ const MAX_IN_FLIGHT: usize = 256;
 /// Messages per replay page.
 const REPLAY_PAGE: usize = 1000;
 
+/// Presence frames of the online list written before one flush (see `replay`).
+const PRESENCE_FLUSH_FRAMES: usize = 16;
+
 /// Queued frames written before one flush.
 const WRITE_BATCH: usize = 256;
 
@@ -85,7 +88,10 @@ where
     tracing::info!("connected");
     let (mut sink, mut stream) = ws.split();
 
-    let end = match replay(&mut sink, &conn, &sub.online).await {
+    // Taken out of the subscription so it is freed after `ready`, not held for the
+    // connection's life (one name per online user, on every connection).
+    let online = std::mem::take(&mut sub.online);
+    let end = match replay(&mut sink, &conn, online).await {
         Ok(last_replayed) => session(&mut sink, &mut stream, &conn, &mut sub, last_replayed).await,
         Err(Failure::Socket) => End::Error,
         Err(Failure::Store(e)) => {
@@ -125,7 +131,7 @@ enum Failure {
 async fn replay<K>(
     sink: &mut K,
     conn: &Connection,
-    online: &[natter_shared::Username],
+    online: Vec<natter_shared::Username>,
 ) -> Result<Option<MessageId>, Failure>
 where
     K: Sink<WsMessage, Error = WsError> + Unpin,
@@ -165,14 +171,19 @@ where
     sink.feed(WsMessage::text(ready.encode()))
         .await
         .map_err(|_| Failure::Socket)?;
-    for username in online {
+    for (i, username) in online.into_iter().enumerate() {
         let presence = ServerFrame::Presence {
-            username: username.clone(),
+            username,
             online: true,
         };
         sink.feed(WsMessage::text(presence.encode()))
             .await
             .map_err(|_| Failure::Socket)?;
+        // tungstenite's write buffer keeps the capacity it grew to: flushing every few
+        // frames keeps a long online list from leaving kilobytes on every idle connection.
+        if i % PRESENCE_FLUSH_FRAMES == PRESENCE_FLUSH_FRAMES - 1 {
+            sink.flush().await.map_err(|_| Failure::Socket)?;
+        }
     }
     sink.flush().await.map_err(|_| Failure::Socket)?;
     Ok(last)
