@@ -127,9 +127,9 @@ pub async fn run_target(kind: Kind, o: &SuiteOptions) -> Results {
     }
 
     let idle = async {
-        // Few accounts, many sockets each: every registration is an argon2 hash whose 19 MiB
-        // of working memory glibc keeps, which would swamp the per-connection figure.
-        let routing = Routing::Group { users: 10 };
+        // 100 accounts with 100 sockets each: every connection is sent the 100-name online
+        // list, as in a real deployment with many users.
+        let routing = Routing::Group { users: 100 };
         let mut p = Prepared::start(kind, &o.natter, routing, o.idle_connections).await?;
         let r = p.idle("idle", secs(2.0)).await;
         p.stop().await;
