@@ -125,8 +125,21 @@ async fn event_loop(
         }
         app.now = Instant::now();
         for msg in batch {
+            // Keys that act (never the text typed) go to the debug log, so a report of a
+            // key "doing nothing" can be checked against what arrived.
+            if !matches!(
+                msg,
+                Msg::Char(_) | Msg::Paste(_) | Msg::Tick(_) | Msg::Net(_)
+            ) {
+                tracing::debug!(?msg, focus = ?app.focus, "key");
+            }
             if let Some(cmd) = app.update(msg) {
+                let started = Instant::now();
                 runner.carry_out(&mut app, cmd).await;
+                let took = started.elapsed();
+                if took > Duration::from_millis(500) {
+                    tracing::warn!(?took, "carrying out a command held up the screen");
+                }
             }
         }
     }
