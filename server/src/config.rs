@@ -15,6 +15,10 @@ pub struct Config {
     pub rate_per_sec: u32,
     /// How many messages a user may send at once before the rate applies.
     pub rate_burst: u32,
+    /// Failed logins allowed for one name before attempts are refused with 429; 0 = no limit.
+    pub login_burst: u32,
+    /// After `login_burst` failures, one more attempt per this interval.
+    pub login_refill: Duration,
     /// Most WebSocket connections open at once; further upgrades get 503.
     pub max_connections: usize,
     /// Longest message text, in characters.
@@ -36,6 +40,8 @@ impl Config {
             db_path: db_path.into(),
             rate_per_sec: 20,
             rate_burst: 40,
+            login_burst: 10,
+            login_refill: Duration::from_secs(3),
             max_connections: 10_000,
             max_text_chars: MAX_TEXT_CHARS,
             queue_capacity: 1024,

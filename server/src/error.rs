@@ -37,6 +37,9 @@ pub enum ServerError {
     /// Over the per-user send rate.
     #[error("sending too fast; slow down and retry")]
     RateLimited,
+    /// Too many failed logins for one name.
+    #[error("too many failed logins for this name; wait a few seconds and retry")]
+    LoginThrottled,
     /// At the connection limit.
     #[error("server is at its connection limit; try again later")]
     TooManyConnections,
@@ -66,7 +69,7 @@ impl ServerError {
             ServerError::UnknownReceiver(_) => ErrorCode::UnknownReceiver,
             ServerError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ServerError::UsernameTaken(_) => ErrorCode::UsernameTaken,
-            ServerError::RateLimited => ErrorCode::RateLimited,
+            ServerError::RateLimited | ServerError::LoginThrottled => ErrorCode::RateLimited,
             ServerError::TooManyConnections => ErrorCode::TooManyConnections,
             ServerError::UpgradeRequired => ErrorCode::UpgradeRequired,
             ServerError::ShuttingDown => ErrorCode::ShuttingDown,

@@ -25,6 +25,10 @@ struct Args {
     /// Messages a user may send in a burst before the rate applies.
     #[arg(long, env = "NATTER_RATE_BURST", default_value_t = 40)]
     rate_burst: u32,
+    /// Failed logins allowed for one name before further attempts get 429; after that one
+    /// more every 3 s (a success gives its attempt back). 0 turns the limit off.
+    #[arg(long, env = "NATTER_LOGIN_BURST", default_value_t = 10)]
+    login_burst: u32,
     /// Most WebSocket connections open at once.
     #[arg(long, env = "NATTER_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
@@ -75,6 +79,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let mut config = Config::new(&args.db);
     config.rate_per_sec = args.rate_limit;
     config.rate_burst = args.rate_burst;
+    config.login_burst = args.login_burst;
     config.max_connections = args.max_connections;
     config.max_text_chars = args.max_message_chars;
     config.queue_capacity = args.queue_capacity;

@@ -1,18 +1,27 @@
-//! Per-user send rate: a token bucket per user, shared by REST and every WebSocket of that
-//! user, so opening more connections does not buy more sends.
+//! Token buckets keyed by who is acting. Two uses:
+//! - the send rate, per user: shared by REST and every WebSocket of that user, so opening
+//!   more connections does not buy more sends;
+//! - login attempts, per (case-folded) name: each attempt takes a token and a success gives
+//!   it back, so only failures drain the bucket. Passwords cannot be guessed faster than
+//!   the refill, and the owner is slowed only while someone is guessing.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::store::UserId;
 
-/// Token buckets keyed by user.
-pub struct RateLimiter {
+/// Past this many buckets, full ones are dropped: they say nothing a new bucket would not,
+/// and login names are chosen by strangers.
+const PRUNE_AT: usize = 10_000;
+
+/// Token buckets keyed by `K`.
+pub struct RateLimiter<K = UserId> {
     per_sec: f64,
     burst: f64,
     // A std mutex: held for one arithmetic update.
-    buckets: Mutex<HashMap<UserId, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
 struct Bucket {
@@ -20,32 +29,43 @@ struct Bucket {
     updated: Instant,
 }
 
-impl RateLimiter {
-    /// `per_sec` sends per second with bursts of `burst`; `per_sec == 0` disables limiting.
-    pub fn new(per_sec: u32, burst: u32) -> Self {
+impl<K: Hash + Eq> RateLimiter<K> {
+    /// `per_sec` tokens per second with bursts of `burst`; `per_sec == 0` disables limiting.
+    pub fn new(per_sec: f64, burst: u32) -> Self {
         RateLimiter {
-            per_sec: f64::from(per_sec),
+            per_sec,
             burst: f64::from(burst.max(1)),
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes one send from `user`'s bucket; `false` if it is empty.
-    pub fn allow(&self, user: UserId) -> bool {
-        self.allow_at(user, Instant::now())
+    /// Takes one token from `key`'s bucket; `false` if it is empty.
+    pub fn allow(&self, key: K) -> bool {
+        self.allow_at(key, Instant::now())
     }
 
-    fn allow_at(&self, user: UserId, now: Instant) -> bool {
+    /// Gives back a token taken by [`allow`](Self::allow) (a login that succeeded).
+    pub fn refund(&self, key: &K) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = buckets.get_mut(key) {
+            b.tokens = (b.tokens + 1.0).min(self.burst);
+        }
+    }
+
+    fn allow_at(&self, key: K, now: Instant) -> bool {
         if self.per_sec == 0.0 {
             return true;
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let b = buckets.entry(user).or_insert(Bucket {
+        if buckets.len() >= PRUNE_AT && !buckets.contains_key(&key) {
+            let (per_sec, burst) = (self.per_sec, self.burst);
+            buckets.retain(|_, b| b.refilled(now, per_sec, burst) < burst);
+        }
+        let b = buckets.entry(key).or_insert(Bucket {
             tokens: self.burst,
             updated: now,
         });
-        let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.per_sec).min(self.burst);
+        b.tokens = b.refilled(now, self.per_sec, self.burst);
         b.updated = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
@@ -56,6 +76,13 @@ impl RateLimiter {
     }
 }
 
+impl Bucket {
+    fn refilled(&self, now: Instant, per_sec: f64, burst: f64) -> f64 {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        (self.tokens + elapsed * per_sec).min(burst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,7 +90,7 @@ mod tests {
 
     #[test]
     fn burst_then_rate() {
-        let r = RateLimiter::new(10, 3);
+        let r = RateLimiter::new(10.0, 3);
         let t = Instant::now();
         let u = UserId(1);
         assert!((0..3).all(|_| r.allow_at(u, t)));
@@ -75,7 +102,30 @@ mod tests {
 
     #[test]
     fn zero_disables() {
-        let r = RateLimiter::new(0, 1);
+        let r = RateLimiter::<UserId>::new(0.0, 1);
         assert!((0..1000).all(|_| r.allow(UserId(1))));
+    }
+
+    #[test]
+    fn refunds_and_pruning() {
+        let r = RateLimiter::new(1.0, 2);
+        let t = Instant::now();
+        let alice = "alice".to_owned();
+        assert!(r.allow_at(alice.clone(), t));
+        r.refund(&alice);
+        assert!(r.allow_at(alice.clone(), t) && r.allow_at(alice.clone(), t));
+        assert!(
+            !r.allow_at(alice.clone(), t),
+            "two failures empty a bucket of two"
+        );
+        for i in 0..PRUNE_AT {
+            r.allow_at(format!("u{i}"), t);
+        }
+        // Much later every stranger's bucket is full again and goes; alice's drained one
+        // has refilled too.
+        let later = t + Duration::from_secs(10);
+        assert!(r.allow_at("new".to_owned(), later));
+        let len = r.buckets.lock().unwrap().len();
+        assert!(len < 10, "{len} buckets kept");
     }
 }

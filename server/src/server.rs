@@ -42,7 +42,15 @@ pub async fn run(
     )?;
     let state = Arc::new(AppState {
         auth: Authenticator::new(store.clone()),
-        limiter: RateLimiter::new(config.rate_per_sec, config.rate_burst),
+        limiter: RateLimiter::new(f64::from(config.rate_per_sec), config.rate_burst),
+        login_limiter: RateLimiter::new(
+            if config.login_burst == 0 {
+                0.0
+            } else {
+                1.0 / config.login_refill.as_secs_f64()
+            },
+            config.login_burst,
+        ),
         connections: Arc::new(Semaphore::new(config.max_connections)),
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),

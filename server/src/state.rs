@@ -24,6 +24,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Per-user send rate.
     pub limiter: RateLimiter,
+    /// Failed logins, per case-folded name.
+    pub login_limiter: RateLimiter<String>,
     /// One permit per open WebSocket, `max_connections` in all.
     pub connections: Arc<Semaphore>,
     /// Cancelled when the server starts shutting down.

@@ -176,3 +176,52 @@ async fn registration_rules() {
         );
     }
 }
+
+/// Passwords cannot be guessed quickly: after `--login-burst` failures for one name (known
+/// or not), attempts get 429 `rate_limited`, even with the right password, until the bucket
+/// refills; other names are unaffected, and a success does not count against the owner.
+#[tokio::test]
+async fn failed_logins_are_throttled_per_name() {
+    let server = TestServer::start_with(&["--login-burst", "3"]);
+    server.register_all(["alice", "bob"]).await;
+    let login = |name: &'static str, password: &'static str| {
+        let url = server.url("/api/auth/login/");
+        async move {
+            let r = http()
+                .post(url)
+                .json(&json!({"username": name, "password": password}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (status, body["error"]["code"].as_str().map(str::to_owned))
+        }
+    };
+    let ok = common::PASSWORD;
+    // Successes give their attempt back: more of them than the burst are all fine.
+    for _ in 0..5 {
+        assert_eq!(login("alice", ok).await.0, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            login("alice", "wrong password").await,
+            (401, Some("invalid_credentials".into()))
+        );
+    }
+    assert_eq!(
+        login("ALICE", "wrong password").await,
+        (429, Some("rate_limited".into())),
+        "the name is case-folded"
+    );
+    assert_eq!(login("alice", ok).await, (429, Some("rate_limited".into())));
+    assert_eq!(login("bob", ok).await.0, 200, "other names are unaffected");
+    // Unknown names are throttled the same way, so a 429 says nothing about existence.
+    for _ in 0..3 {
+        assert_eq!(login("nobody", "wrong password").await.0, 401);
+    }
+    assert_eq!(login("nobody", "wrong password").await.0, 429);
+    // One attempt comes back every 3 s.
+    tokio::time::sleep(std::time::Duration::from_millis(3_200)).await;
+    assert_eq!(login("alice", ok).await.0, 200);
+}

@@ -55,9 +55,17 @@ pub async fn login(
     if creds.password.len() > validate::MAX_PASSWORD_BYTES {
         return Err(ServerError::InvalidCredentials);
     }
-    let record = match Username::parse(&creds.username) {
-        Ok(name) => state.store.user_by_name(name.as_str()).await?,
-        Err(_) => None,
+    let name = Username::parse(&creds.username).ok();
+    // Throttled per name, known or not, so the answer does not tell which names exist.
+    let throttle_key = name.as_ref().map(Username::key);
+    if let Some(key) = &throttle_key {
+        if !state.login_limiter.allow(key.clone()) {
+            return Err(ServerError::LoginThrottled);
+        }
+    }
+    let record = match &name {
+        Some(name) => state.store.user_by_name(name.as_str()).await?,
+        None => None,
     };
     // Without a user, verify against a decoy so the reply takes the same time either way.
     let stored = record
@@ -69,6 +77,9 @@ pub async fn login(
         Some(r) if ok => r.user,
         _ => return Err(ServerError::InvalidCredentials),
     };
+    if let Some(key) = &throttle_key {
+        state.login_limiter.refund(key);
+    }
     let (token, token_hash) = new_token()?;
     state.store.add_token(user.id, token_hash).await?;
     tracing::info!(user = %user.username, "logged in");

@@ -81,11 +81,11 @@ impl TestServer {
         panic!("server did not exit within 10 s of SIGTERM");
     }
 
-    /// Registers `name` (password "password1") and returns its token.
+    /// Registers `name` (password [`PASSWORD`]) and returns its token.
     pub async fn register(&self, name: &str) -> String {
         let r = http()
             .post(self.url("/api/auth/register"))
-            .json(&json!({"username": name, "password": "password1"}))
+            .json(&json!({"username": name, "password": PASSWORD}))
             .send()
             .await
             .unwrap();
@@ -206,6 +206,9 @@ fn spawn(db: &std::path::Path, extra: &[String]) -> (Child, String) {
         .to_owned();
     (child, addr)
 }
+
+/// The password [`TestServer::register`] gives every account.
+pub const PASSWORD: &str = "password1";
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(WAIT).build().unwrap()
