@@ -125,9 +125,11 @@ impl App {
             return;
         };
         let (width, height) = self.viewport();
+        // Lines from the top of `item`; enough once the ones below the anchor overfill the view.
+        let enough = u32::from(height) + u32::from(line);
         let mut total: u32 = 0;
         let mut i = item;
-        while i < self.timeline.len() && total <= u32::from(height) {
+        while i < self.timeline.len() && total <= enough {
             total += u32::from(self.height_of(i, width));
             i += 1;
         }

@@ -258,6 +258,25 @@ fn late_message_above_the_view_keeps_it_steady() {
     assert_eq!(app.scroll, Scroll::At { item: 6, line: 0 });
 }
 
+/// Anchored partway into a wrapped message, with more than a screenful below, the view is
+/// not pinned: it used to be whenever the lines from the anchor's item overfilled the view by
+/// no more than the anchor's line, so Page Down from the top could jump to the bottom.
+#[test]
+fn anchor_inside_a_wrapped_message_stays_put() {
+    let mut app = alice_sized(80, 24);
+    let long = "word ".repeat(40);
+    let mut batch = vec![message(1, "bob", None, "a"), message(2, "bob", None, &long)];
+    batch.extend((3..=100).map(|i| message(i, "bob", None, "x")));
+    net(&mut app, NetEvent::Messages(batch));
+    assert_eq!(natter::ui::timeline::item_height(&app, 1, 80), 3);
+    app.update(Msg::ScrollTop);
+    app.update(Msg::ScrollDown(2));
+    assert_eq!(app.scroll, Scroll::At { item: 1, line: 1 });
+    app.update(Msg::ScrollTop);
+    app.update(Msg::PageDown);
+    assert!(matches!(app.scroll, Scroll::At { .. }), "{:?}", app.scroll);
+}
+
 /// 100,000 messages: scrolling and drawing only touch the visible part.
 #[test]
 fn a_hundred_thousand_messages_scroll() {
