@@ -3,8 +3,31 @@
 //!
 //! One JSON-lines file per (server, user), in the order typed. A message is written here
 //! before any attempt to send it and removed only when the server has confirmed it (the
-//! socket echo or the POST reply carrying its `client_id`). Retries reuse the original
-//! `client_id`, so the server stores each message exactly once however often it is sent.
+//! socket echo or the POST reply carrying its `client_id`) or refused it for good. Retries
+//! reuse the original `client_id`, so the server stores each message exactly once however
+//! often it is sent.
+//!
+//! Who writes it: the chat screen (its runner appends what is typed, its network task sends
+//! and removes) and `natter send` (`cli/send.rs`). Every change is a read-modify-write under
+//! the file's `flock` ([`paths::with_lock`]), so concurrent natter processes never lose an
+//! entry; an entry leaves the file only once the server has answered for its `client_id`.
+//!
+//! Who sends what, when several run at once:
+//! - `natter send` holds the outbox's *sending lock* ([`Outbox::try_lock_sending`], a second
+//!   `flock`ed file, `<user>.jsonl.sending`) for its whole run, and sends the file's entries
+//!   one at a time, oldest first, re-reading it before each. So two `send`s of one account
+//!   take turns (the second waits, bounded) instead of both posting the same entry, and
+//!   each learns the fate of exactly the messages it took.
+//! - The chat screen does not take that lock: it loads the file when an identity starts
+//!   and sends its own in-memory queue. A `send` running beside it may post an entry the
+//!   screen also sends; both use the entry's `client_id`, the server stores it once and
+//!   answers both with the stored message, and whichever removes the entry first wins (the
+//!   other's remove finds nothing). The worst case is one message sent twice and stored
+//!   once; nothing is removed before the server has answered for it, so nothing is lost.
+//!
+//! A `NATTER_TOKEN` that matches no stored account has no known name: its messages wait in
+//! `@token-<hash of the token>.jsonl` ([`Outbox::for_token`]), which only a `send` with the
+//! same token reads (`@` cannot occur in a username, so it never meets a user's file).
 
 use std::path::{Path, PathBuf};
 
@@ -39,9 +62,26 @@ impl Outbox {
         }
     }
 
+    /// The outbox of a bearer token whose user is not known (a `NATTER_TOKEN` that no stored
+    /// account has), in `dir`. Named after a hash of the token, not the token itself.
+    pub fn for_token(dir: &Path, token: &str) -> Self {
+        Outbox {
+            path: dir.join(format!("@token-{:016x}.jsonl", fnv1a64(token.as_bytes()))),
+        }
+    }
+
     /// Where it lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Takes this outbox's sending lock if no other process holds it (`Ok(None)` if one
+    /// does). Whoever holds it is the only `natter send` posting these entries; see the
+    /// module documentation.
+    pub fn try_lock_sending(&self) -> anyhow::Result<Option<paths::HeldLock>> {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".sending");
+        paths::try_lock(Path::new(&name))
     }
 
     fn read(&self) -> anyhow::Result<Vec<Outgoing>> {
@@ -97,6 +137,14 @@ impl Outbox {
     }
 }
 
+/// 64-bit FNV-1a: a hash that stays the same across Rust versions (the standard library's
+/// does not promise to), so a token's outbox keeps its name.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +174,19 @@ mod tests {
             .map(|e| e.client_id.to_string())
             .collect();
         assert_eq!(ids, ["a", "c"]);
+    }
+
+    #[test]
+    fn token_outboxes_are_stable_and_never_a_users() {
+        let dir = Path::new("/x");
+        let t = Outbox::for_token(dir, "secret-token");
+        assert_eq!(t.path(), Outbox::for_token(dir, "secret-token").path());
+        assert_ne!(t.path(), Outbox::for_token(dir, "other-token").path());
+        let name = t.path().file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with("@token-") && !name.contains("secret"),
+            "{name}"
+        );
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

@@ -1,8 +1,11 @@
-//! Where natter keeps its files, and the two file primitives everything on disk uses:
-//! an exclusive lock (several natter processes may share one account) and atomic replace.
+//! Where natter keeps its files, and the file primitives everything on disk uses: an
+//! exclusive lock (several natter processes may share one account), either around one
+//! read-modify-write ([`with_lock`]) or tried and held for longer ([`try_lock`]), and atomic
+//! replace.
 //!
 //! - credentials: `$XDG_CONFIG_HOME/natter/credentials.toml` (else `~/.config/natter/`), mode 0600;
-//! - outbox: `$XDG_STATE_HOME/natter/outbox/<server>/<user>.jsonl` (else `~/.local/state/natter/`);
+//! - outbox: `$XDG_STATE_HOME/natter/outbox/<server>/<user>.jsonl` (else `~/.local/state/natter/`),
+//!   see [`crate::outbox`] for its lock files and the outbox of a bare `NATTER_TOKEN`;
 //! - log: `$XDG_STATE_HOME/natter/natter.log`.
 
 use std::fs::{self, File, OpenOptions};
@@ -84,23 +87,56 @@ fn slug(server: &str) -> String {
 /// of a shared file goes through here, so two natter processes never lose each other's
 /// update.
 pub fn with_lock<T>(path: &Path, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    create_private_dir(dir)?;
     let mut lock_name = path.as_os_str().to_owned();
     lock_name.push(".lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_name)
-        .with_context(|| format!("opening {}", PathBuf::from(&lock_name).display()))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+    let lock = open_lock_file(Path::new(&lock_name))?;
+    flock(&lock, rustix::fs::FlockOperation::LockExclusive)
         .with_context(|| format!("locking {}", path.display()))?;
     let out = f();
     // Closing the file releases the lock; say so explicitly for the reader.
     drop(lock);
     out
+}
+
+/// An exclusive `flock` on a file, held until this is dropped (or the process ends, however
+/// it ends: the kernel releases it with the last descriptor).
+#[derive(Debug)]
+pub struct HeldLock {
+    _file: File,
+}
+
+/// Takes an exclusive `flock` on `lock_path` (created if missing) if nobody holds it:
+/// `Ok(None)` when another process does. For locks held across awaits, where blocking in
+/// `flock` is not an option; callers poll with a bound.
+pub fn try_lock(lock_path: &Path) -> anyhow::Result<Option<HeldLock>> {
+    let file = open_lock_file(lock_path)?;
+    match flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(HeldLock { _file: file })),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("locking {}", lock_path.display())),
+    }
+}
+
+fn open_lock_file(lock_path: &Path) -> anyhow::Result<File> {
+    let dir = lock_path.parent().unwrap_or(Path::new("."));
+    create_private_dir(dir)?;
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))
+}
+
+/// `flock`, retried when a signal interrupts it.
+fn flock(file: &File, op: rustix::fs::FlockOperation) -> rustix::io::Result<()> {
+    loop {
+        match rustix::fs::flock(file, op) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => return other,
+        }
+    }
 }
 
 /// Creates `dir` (and parents) with mode 0700 where it creates them.
@@ -147,6 +183,20 @@ mod tests {
     fn slugs_are_file_names() {
         assert_eq!(slug("http://127.0.0.1:8000"), "127.0.0.1_8000");
         assert_eq!(slug("https://chat.example/x/"), "chat.example_x");
+    }
+
+    #[test]
+    fn try_lock_excludes_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x/file.lock");
+        let held = try_lock(&p).unwrap();
+        assert!(held.is_some());
+        assert!(
+            try_lock(&p).unwrap().is_none(),
+            "a second open file is refused"
+        );
+        drop(held);
+        assert!(try_lock(&p).unwrap().is_some());
     }
 
     #[test]

@@ -47,6 +47,14 @@ fn prompt_password(name: &str) -> Result<String, Failure> {
     result
 }
 
+/// Who a subcommand acts as.
+pub(super) struct Identity {
+    /// The bearer token.
+    pub(super) token: String,
+    /// The account's name, when known (not for a `NATTER_TOKEN` no stored account has).
+    pub(super) username: Option<Username>,
+}
+
 impl Ctx {
     fn credentials_path(&self) -> std::path::PathBuf {
         self.paths.credentials()
@@ -65,19 +73,30 @@ impl Ctx {
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("storing credentials: {e:#}")))
     }
 
-    /// The token to use: `NATTER_TOKEN`, else the stored account named by `--name`, else
-    /// the only account stored for this server.
+    /// The token to use; see [`Ctx::identity`].
     pub(super) fn token(&self) -> Result<String, Failure> {
-        if let Some(t) = std::env::var("NATTER_TOKEN").ok().filter(|t| !t.is_empty()) {
-            return Ok(t);
-        }
+        self.identity().map(|i| i.token)
+    }
+
+    /// Who the subcommand acts as: `NATTER_TOKEN` (with the name of the stored account that
+    /// has that token, if one has), else the stored account named by `--name`, else the
+    /// only account stored for this server.
+    pub(super) fn identity(&self) -> Result<Identity, Failure> {
         let server = self.server.http_base();
         let path = self.credentials_path();
+        if let Some(token) = std::env::var("NATTER_TOKEN").ok().filter(|t| !t.is_empty()) {
+            // Only to name the outbox: a file that cannot be read does not stop a token
+            // given outright.
+            let username = credentials::accounts(&path, server)
+                .ok()
+                .and_then(|all| all.into_iter().find(|a| a.token == token))
+                .and_then(|a| Username::parse(&a.username).ok());
+            return Ok(Identity { token, username });
+        }
         let read_err = |e: anyhow::Error| Failure::new(EXIT_FAILURE, format!("{e:#}"));
-        if let Some(name) = &self.name {
-            return credentials::find(&path, server, name)
+        let account = if let Some(name) = &self.name {
+            credentials::find(&path, server, name)
                 .map_err(read_err)?
-                .map(|a| a.token)
                 .ok_or_else(|| {
                     Failure::new(
                         EXIT_AUTH,
@@ -85,29 +104,48 @@ impl Ctx {
                             "no stored credentials for {name} on {server}; run `natter register {name}` or `natter login {name}`"
                         ),
                     )
-                });
-        }
-        let accounts = credentials::accounts(&path, server).map_err(read_err)?;
-        match accounts.as_slice() {
-            [only] => Ok(only.token.clone()),
-            [] => Err(Failure::new(
-                EXIT_AUTH,
+                })?
+        } else {
+            let mut accounts = credentials::accounts(&path, server).map_err(read_err)?;
+            match accounts.len() {
+                1 => accounts.remove(0),
+                0 => {
+                    return Err(Failure::new(
+                        EXIT_AUTH,
+                        format!(
+                            "no stored credentials for {server}; run `natter register NAME` or set NATTER_TOKEN"
+                        ),
+                    ));
+                }
+                _ => {
+                    return Err(Failure::new(
+                        EXIT_USAGE,
+                        format!(
+                            "several accounts are stored for {server} ({}); pick one with --name",
+                            accounts
+                                .iter()
+                                .map(|a| a.username.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+        };
+        let username = Username::parse(&account.username).map_err(|e| {
+            Failure::new(
+                EXIT_FAILURE,
                 format!(
-                    "no stored credentials for {server}; run `natter register NAME` or set NATTER_TOKEN"
+                    "{}: stored username {:?}: {e}",
+                    path.display(),
+                    account.username
                 ),
-            )),
-            several => Err(Failure::new(
-                EXIT_USAGE,
-                format!(
-                    "several accounts are stored for {server} ({}); pick one with --name",
-                    several
-                        .iter()
-                        .map(|a| a.username.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )),
-        }
+            )
+        })?;
+        Ok(Identity {
+            token: account.token,
+            username: Some(username),
+        })
     }
 
     pub(super) async fn register(&self, name: &str, password_stdin: bool) -> Outcome {

@@ -3,29 +3,28 @@
 //! parse it); `--json` prints one JSON object per line. Errors are one line on stderr and a
 //! distinct exit code per kind, listed in [`EXIT_CODES`].
 //!
-//! This file: the flags (clap), dispatch, and `send`, `history`, `users`. Beside it:
+//! This file: the flags (clap), dispatch, and `history`, `users`. Beside it:
 //! - `exit.rs`: exit codes and [`Failure`], what every subcommand ends in when it fails;
 //! - `account.rs`: `register`, `login`, and which stored token a subcommand uses;
+//! - `send.rs`: `send`, through the account's outbox (earlier unsent messages first);
 //! - `tail.rs`: following messages, waiting for the server, reconnecting;
 //! - `output.rs`: the stable plain line of a message, JSON lines, a closed stdout.
 
 mod account;
 mod exit;
 mod output;
+mod send;
 mod tail;
 
-use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use natter_shared::{ClientId, Message, MessageId, Username, validate};
+use natter_shared::{Message, MessageId, Username, validate};
 
 use crate::chat::{self, ChatOptions};
-use crate::credentials;
+use crate::net::ServerUrl;
 use crate::net::http::{Http, Query};
-use crate::net::{ServerUrl, backoff, random_u64};
-use crate::outbox::Outgoing;
 use crate::paths::Paths;
 
 pub use exit::{
@@ -79,15 +78,26 @@ pub enum Command {
         password_stdin: bool,
     },
     /// Send a message; with `-`, each line of stdin as one message, in order.
+    ///
+    /// Every message is written to the outbox (the one the chat screen uses) before it is
+    /// sent, and leaves it once the server has stored or refused it; messages still waiting
+    /// there from before (a killed send, a chat screen that quit offline) go out first, in
+    /// order. Exits once every message is stored. If the server cannot be reached for
+    /// --retry-for seconds, send stops trying, takes the rest of stdin into the outbox, and
+    /// exits 4; the next send or chat screen delivers them, each exactly once.
     Send {
         /// Send directly to this user only.
         #[arg(long)]
         to: Option<String>,
-        /// Print each stored message as JSON.
+        /// Print each stored message as JSON (earlier unsent ones delivered first too).
         #[arg(long)]
         json: bool,
-        /// The text (words are joined by spaces), or `-` for stdin; put `--` before text
-        /// that starts with `-`.
+        /// How long to keep trying a server that cannot be reached or asks to slow down,
+        /// per message, and to wait for another send of the same account to finish.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        retry_for: u64,
+        /// The text (words are joined by spaces), or `-` for stdin (blank lines are
+        /// skipped); put `--` before text that starts with `-`.
         #[arg(required = true)]
         text: Vec<String>,
     },
@@ -166,7 +176,20 @@ pub async fn run(cli: Cli) -> Outcome {
             name,
             password_stdin,
         }) => ctx.login(&name, password_stdin).await,
-        Some(Command::Send { to, json, text }) => ctx.send(to.as_deref(), json, &text).await,
+        Some(Command::Send {
+            to,
+            json,
+            retry_for,
+            text,
+        }) => {
+            ctx.send(send::SendArgs {
+                to: to.as_deref(),
+                json,
+                words: &text,
+                retry_for: Duration::from_secs(retry_for),
+            })
+            .await
+        }
         Some(Command::Tail { after, json }) => ctx.tail(after.map(MessageId), json).await,
         Some(Command::History { limit, with, json }) => {
             ctx.history(limit, with.as_deref(), json).await
@@ -187,63 +210,6 @@ fn parse_name(name: &str) -> Result<Username, Failure> {
 }
 
 impl Ctx {
-    async fn send(&self, to: Option<&str>, json: bool, words: &[String]) -> Outcome {
-        let receiver = to.map(parse_name).transpose()?;
-        let texts: Vec<String> = if words == ["-"] {
-            std::io::stdin()
-                .lock()
-                .lines()
-                .map(|l| l.map_err(|e| Failure::new(EXIT_FAILURE, format!("reading stdin: {e}"))))
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .filter(|l| !l.trim().is_empty())
-                .collect()
-        } else {
-            vec![words.join(" ")]
-        };
-        for text in &texts {
-            validate::validate_text(text, validate::MAX_TEXT_CHARS)
-                .map_err(|e| Failure::new(EXIT_USAGE, e.to_string()))?;
-        }
-        let token = self.token()?;
-        let prefix = credentials::random_string(12);
-        for (i, text) in texts.into_iter().enumerate() {
-            let client_id = ClientId::parse(&format!("{prefix}-{i}"))
-                .map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
-            let outgoing = Outgoing {
-                client_id,
-                receiver: receiver.clone(),
-                text,
-            };
-            let message = self.post_with_retry(&token, &outgoing).await?;
-            if json {
-                let _ = out(&json_line(&message));
-            }
-        }
-        Ok(())
-    }
-
-    /// POSTs with the same client_id until it is stored: network failures and rate limits
-    /// are retried with backoff for up to a minute, and the server stores it once however
-    /// often it arrives.
-    async fn post_with_retry(&self, token: &str, outgoing: &Outgoing) -> Result<Message, Failure> {
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut attempt = 0;
-        loop {
-            match self.http.post_message(token, outgoing).await {
-                Ok(m) => return Ok(m),
-                Err(e)
-                    if (e.is_network() || e.is_rate_limited())
-                        && tokio::time::Instant::now() < give_up =>
-                {
-                    tokio::time::sleep(backoff(attempt, random_u64())).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
     async fn history(&self, limit: usize, with: Option<&str>, json: bool) -> Outcome {
         validate::validate_history_limit(limit)
             .map_err(|e| Failure::new(EXIT_USAGE, e.to_string()))?;
