@@ -3,6 +3,10 @@
 //! renewed without asking). The file is mode 0600 and rewritten atomically under a lock.
 //!
 //! Lookups compare usernames case-insensitively, like the server.
+//!
+//! A file that cannot be read or parsed is an error of one line (path, line, column, what is
+//! wrong; never toml's multi-line snippet), and [`save`] refuses to replace it: the accounts
+//! in it are somebody's only copy of their passwords.
 
 use std::path::Path;
 
@@ -32,11 +36,26 @@ struct File {
 }
 
 fn read(path: &Path) -> anyhow::Result<File> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => toml::from_str(&s).with_context(|| format!("reading {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(File::default()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(File::default()),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    };
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {}", path.display(), describe(&text, &e)))
+}
+
+/// A TOML error in one line: `invalid TOML at line L, column C: message` (1-based; the
+/// column counts characters).
+fn describe(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    let Some(span) = e.span() else {
+        return format!("invalid TOML: {message}");
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("invalid TOML at line {line}, column {column}: {message}")
 }
 
 /// Every account stored for `server`.
@@ -55,7 +74,8 @@ pub fn find(path: &Path, server: &str, username: &str) -> anyhow::Result<Option<
         .find(|a| a.username.eq_ignore_ascii_case(username)))
 }
 
-/// Adds or replaces the account for (server, username).
+/// Adds or replaces the account for (server, username). A file that cannot be read is left
+/// as it is, and the error is the one reading it gives.
 pub fn save(path: &Path, account: &Account) -> anyhow::Result<()> {
     paths::with_lock(path, || {
         let mut file = read(path)?;
@@ -127,5 +147,39 @@ mod tests {
         assert_eq!(found.token, "t2");
         assert_eq!(accounts(&p, "http://h:1").unwrap().len(), 1);
         assert!(find(&p, "http://h:1", "bob").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_corrupt_file_is_one_line_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("credentials.toml");
+        let corrupt = "[[account]]\nserver = \"http://h:1\"\nuser name = \"alice\"\n";
+        std::fs::write(&p, corrupt).unwrap();
+        let err = format!("{:#}", accounts(&p, "http://h:1").unwrap_err());
+        let expected = format!(
+            "cannot read {}: invalid TOML at line 3, column 6: ",
+            p.display()
+        );
+        assert!(err.starts_with(&expected), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let a = Account {
+            server: "http://h:1".into(),
+            username: "bob".into(),
+            token: "t".into(),
+            password: None,
+        };
+        assert_eq!(format!("{:#}", save(&p, &a).unwrap_err()), err);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), corrupt);
+    }
+
+    #[test]
+    fn a_wrong_shape_says_where() {
+        let text = "[[account]]\nserver = \"s\"\nusername = 3\ntoken = \"t\"\n";
+        let e = toml::from_str::<File>(text).unwrap_err();
+        let line = describe(text, &e);
+        assert!(
+            line.starts_with("invalid TOML at line 3, column 12: "),
+            "{line}"
+        );
     }
 }

@@ -288,3 +288,38 @@ fn exit_codes() {
         "{help}"
     );
 }
+
+/// A corrupt credentials.toml: every subcommand that needs it fails with one line naming
+/// the file and the place, and nothing rewrites it (register fails before asking the
+/// server, so no account is created whose password could not be stored).
+#[test]
+fn a_corrupt_credentials_file_is_one_line_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("chat.db"));
+    let a = dir.path().join("a");
+    let url = server.url();
+    let file = a.join("config/natter/credentials.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let corrupt = format!("[[account]]\nserver = \"{url}\"\nuser name = \"alice\"\n");
+    std::fs::write(&file, &corrupt).unwrap();
+
+    for args in [
+        &["send", "hi"][..],
+        &["users"],
+        &["history"],
+        &["register", "bob"],
+    ] {
+        let o = run(natter(&a, &url).args(args));
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        let expected = format!(
+            "natter: cannot read {}: invalid TOML at line 3, column 6: ",
+            file.display()
+        );
+        assert!(err.starts_with(&expected), "{args:?}: {err:?}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), corrupt);
+    }
+    let o = run(natter(&dir.path().join("b"), &url).args(["register", "bob"]));
+    assert!(o.status.success(), "bob was not registered before: {o:?}");
+}

@@ -148,8 +148,18 @@ impl Ctx {
         })
     }
 
+    /// Fails, before the server is asked for anything, when the credentials file cannot be
+    /// read: `save` would refuse to replace it, and a registration whose generated password
+    /// cannot be stored is an account nobody can log in to.
+    fn check_credentials_readable(&self) -> Outcome {
+        credentials::accounts(&self.credentials_path(), self.server.http_base())
+            .map(|_| ())
+            .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
+    }
+
     pub(super) async fn register(&self, name: &str, password_stdin: bool) -> Outcome {
         let username = parse_name(name)?;
+        self.check_credentials_readable()?;
         let password = if password_stdin {
             read_password_stdin()?
         } else {
@@ -174,6 +184,7 @@ impl Ctx {
 
     pub(super) async fn login(&self, name: &str, password_stdin: bool) -> Outcome {
         let username = parse_name(name)?;
+        self.check_credentials_readable()?;
         let password = if password_stdin {
             read_password_stdin()?
         } else {
