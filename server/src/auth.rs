@@ -2,10 +2,11 @@
 //!
 //! Passwords are hashed with argon2id (memory-hard) off the async threads, since one hash
 //! takes tens of milliseconds, on two dedicated threads that keep its memory from piling up. Tokens are 256 random bits shown to the client once; the
-//! database keeps only their SHA-256, so a copy of the file grants nothing. Tokens never
-//! expire or change owner, so a verified token is cached in memory.
+//! database keeps only their SHA-256, so a copy of the file grants nothing. A token never
+//! changes owner, so a verified one is cached in memory until it is revoked (logout).
+//! Revoked tokens are also remembered, so that sockets opened with one notice and close.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::Argon2;
@@ -125,7 +126,20 @@ pub fn decoy_hash() -> &'static str {
 pub struct Authenticator {
     store: Store,
     // A std mutex: held for a map lookup or insert only.
-    cache: Mutex<HashMap<[u8; 32], User>>,
+    tokens: Mutex<Tokens>,
+}
+
+/// A token's SHA-256: what the database and the caches hold.
+pub type TokenHash = [u8; 32];
+
+#[derive(Default)]
+struct Tokens {
+    /// Verified tokens.
+    valid: HashMap<TokenHash, User>,
+    /// Revoked since the server started. Past `TOKEN_CACHE_MAX` it starts over: the
+    /// database refuses those tokens anyway; only a socket opened before its token was
+    /// revoked would then stay open until it closes.
+    revoked: HashSet<TokenHash>,
 }
 
 impl Authenticator {
@@ -133,7 +147,7 @@ impl Authenticator {
     pub fn new(store: Store) -> Self {
         Authenticator {
             store,
-            cache: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(Tokens::default()),
         }
     }
 
@@ -144,6 +158,15 @@ impl Authenticator {
         headers: &HeaderMap,
         query_token: Option<&str>,
     ) -> Result<User, ServerError> {
+        Ok(self.authenticate_token(headers, query_token).await?.0)
+    }
+
+    /// Like [`authenticate`](Self::authenticate), also returning the token's hash.
+    pub async fn authenticate_token(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+    ) -> Result<(User, TokenHash), ServerError> {
         let token = match headers.get(hyper::header::AUTHORIZATION) {
             Some(value) => {
                 let value = value
@@ -167,24 +190,44 @@ impl Authenticator {
             return Err(ServerError::Unauthorized("invalid token"));
         }
         let hash = hash_token(token);
-        if let Some(user) = self.lock().get(&hash) {
-            return Ok(user.clone());
+        if let Some(user) = self.lock().valid.get(&hash) {
+            return Ok((user.clone(), hash));
         }
         let user = self
             .store
             .user_by_token(hash)
             .await?
             .ok_or(ServerError::Unauthorized("invalid token; log in again"))?;
-        let mut cache = self.lock();
-        if cache.len() >= TOKEN_CACHE_MAX {
-            cache.clear();
+        let mut tokens = self.lock();
+        // Revoked while we read it: answer this request, but do not cache it.
+        if !tokens.revoked.contains(&hash) {
+            if tokens.valid.len() >= TOKEN_CACHE_MAX {
+                tokens.valid.clear();
+            }
+            tokens.valid.insert(hash, user.clone());
         }
-        cache.insert(hash, user.clone());
-        Ok(user)
+        Ok((user, hash))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], User>> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    /// Revokes a token: deleted from the database, then forgotten here.
+    pub async fn revoke(&self, hash: TokenHash) -> Result<(), ServerError> {
+        self.store.remove_token(hash).await?;
+        let mut tokens = self.lock();
+        tokens.valid.remove(&hash);
+        if tokens.revoked.len() >= TOKEN_CACHE_MAX {
+            tokens.revoked.clear();
+        }
+        tokens.revoked.insert(hash);
+        Ok(())
+    }
+
+    /// Whether `hash` was revoked while this server ran (sockets check it on every ping).
+    pub fn is_revoked(&self, hash: &TokenHash) -> bool {
+        self.lock().revoked.contains(hash)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tokens> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

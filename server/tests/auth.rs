@@ -225,3 +225,53 @@ async fn failed_logins_are_throttled_per_name() {
     tokio::time::sleep(std::time::Duration::from_millis(3_200)).await;
     assert_eq!(login("alice", ok).await.0, 200);
 }
+
+/// `POST /api/auth/logout` revokes the token it carries: that token gets 401 from then on,
+/// the user's other tokens keep working, and a socket opened with it is closed (1008).
+#[tokio::test]
+async fn logout_revokes_only_that_token() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    // Pings (and so the revocation check) every second.
+    let server = TestServer::start_with(&["--idle-timeout", "3"]);
+    let first = server.register("alice").await;
+    let r = http()
+        .post(server.url("/api/auth/login"))
+        .json(&json!({"username": "alice", "password": common::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let second = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut ws_first, _) = server.connect(&first, None).await;
+    let (mut ws_second, _) = server.connect(&second, None).await;
+    assert_eq!(server.get(&first, "/api/users/").await.0, 200, "cached now");
+
+    let logout = |token: String| {
+        let url = server.url("/api/auth/logout/");
+        async move {
+            let r = http().post(url).bearer_auth(token).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(logout(first.clone()).await, 204);
+    assert_eq!(server.get(&first, "/api/users/").await.0, 401);
+    assert_eq!(logout(first.clone()).await, 401, "already revoked");
+    assert_eq!(ws_first.next_close().await, CloseCode::Policy);
+    assert!(
+        server.connect_raw(&first, None).await.is_err(),
+        "a revoked token cannot open a socket"
+    );
+
+    assert_eq!(server.get(&second, "/api/users/").await.0, 200);
+    let (status, _) = server.post(&second, json!({"text": "still here"})).await;
+    assert_eq!(status, 201);
+    assert_eq!(ws_second.next_message().await.text, "still here");
+    // Revocation survives a restart (it is in the database, not only in memory).
+    let mut server = server;
+    server.kill9();
+    server.restart();
+    assert_eq!(server.get(&first, "/api/users/").await.0, 401);
+    assert_eq!(server.get(&second, "/api/users/").await.0, 200);
+}

@@ -1,4 +1,4 @@
-//! `POST /api/auth/register` and `POST /api/auth/login`.
+//! `POST /api/auth/register`, `POST /api/auth/login` and `POST /api/auth/logout`.
 
 use std::sync::Arc;
 
@@ -90,6 +90,20 @@ pub async fn login(
             token,
         },
     ))
+}
+
+/// Revokes the token the request carries: 204. Other tokens of the user stay valid; a
+/// socket opened with this one is closed at its next ping.
+pub async fn logout(
+    req: Request<Incoming>,
+    state: &Arc<AppState>,
+) -> Result<Response<Body>, ServerError> {
+    let (user, hash) = state.auth.authenticate_token(req.headers(), None).await?;
+    state.auth.revoke(hash).await?;
+    tracing::info!(user = %user.username, "logged out");
+    let mut r = Response::new(Body::default());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    Ok(r)
 }
 
 async fn blocking<T: Send + 'static>(

@@ -71,6 +71,10 @@ async fn route(
             Method::POST => auth::login(req, state).await,
             _ => Err(ServerError::MethodNotAllowed("POST")),
         },
+        "/api/auth/logout" => match *method {
+            Method::POST => auth::logout(req, state).await,
+            _ => Err(ServerError::MethodNotAllowed("POST")),
+        },
         "/api/chat/messages" => match *method {
             Method::GET => messages::list(req, state).await,
             Method::POST => messages::post(req, state).await,

@@ -216,6 +216,13 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Forgets a token (logout); removing one that is not there is no error.
+    pub async fn remove_token(&self, token_hash: [u8; 32]) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.write(Write::RemoveToken { token_hash, reply }).await?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
     async fn write(&self, w: Write) -> Result<(), StoreError> {
         self.writes.send(w).await.map_err(|_| StoreError::Closed)
     }

@@ -46,13 +46,17 @@ pub(super) enum Write {
         token_hash: [u8; 32],
         reply: Reply<()>,
     },
+    RemoveToken {
+        token_hash: [u8; 32],
+        reply: Reply<()>,
+    },
 }
 
 /// What applying a write produced, waiting for the commit to be answered.
 enum Applied {
     Message(Reply<SendOutcome>, Result<SendOutcome, StoreError>),
     Register(Reply<RegisterOutcome>, Result<RegisterOutcome, StoreError>),
-    AddToken(Reply<()>, Result<(), StoreError>),
+    Token(Reply<()>, Result<(), StoreError>),
 }
 
 pub(super) fn spawn(
@@ -168,9 +172,17 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, w: Write, users: &mut UserCache)
             user,
             token_hash,
             reply,
-        } => Applied::AddToken(
+        } => Applied::Token(
             reply,
             in_savepoint(tx, |t| insert_token(t, user, &token_hash)),
+        ),
+        Write::RemoveToken { token_hash, reply } => Applied::Token(
+            reply,
+            in_savepoint(tx, |t| {
+                t.prepare_cached("DELETE FROM tokens WHERE token_hash = ?1")?
+                    .execute([&token_hash[..]])
+                    .map(drop)
+            }),
         ),
     }
 }
@@ -336,7 +348,9 @@ fn reply_err(w: Write, e: StoreError) -> Applied {
     match w {
         Write::Message { reply, .. } => Applied::Message(reply, Err(e)),
         Write::Register { reply, .. } => Applied::Register(reply, Err(e)),
-        Write::AddToken { reply, .. } => Applied::AddToken(reply, Err(e)),
+        Write::AddToken { reply, .. } | Write::RemoveToken { reply, .. } => {
+            Applied::Token(reply, Err(e))
+        }
     }
 }
 
@@ -346,7 +360,7 @@ fn answer(a: Applied) {
     match a {
         Applied::Message(reply, r) => drop(reply.send(r)),
         Applied::Register(reply, r) => drop(reply.send(r)),
-        Applied::AddToken(reply, r) => drop(reply.send(r)),
+        Applied::Token(reply, r) => drop(reply.send(r)),
     }
 }
 
@@ -355,7 +369,7 @@ fn answer_failed(a: Applied, e: &StoreError) {
     match a {
         Applied::Message(reply, _) => drop(reply.send(Err(err()))),
         Applied::Register(reply, _) => drop(reply.send(Err(err()))),
-        Applied::AddToken(reply, _) => drop(reply.send(Err(err()))),
+        Applied::Token(reply, _) => drop(reply.send(Err(err()))),
     }
 }
 

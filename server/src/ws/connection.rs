@@ -49,6 +49,8 @@ const WRITE_BATCH: usize = 256;
 pub struct Connection {
     /// The token's user.
     pub user: User,
+    /// The token's hash: a logout of it closes this connection.
+    pub token: crate::auth::TokenHash,
     /// `?after=`: replay from here.
     pub after: Option<MessageId>,
     /// Shared server state.
@@ -285,6 +287,9 @@ where
             _ = ping.tick() => {
                 if last_heard.elapsed() >= state.config.idle_timeout {
                     return End::Close(CloseCode::Away, "no frames or pongs for too long");
+                }
+                if state.auth.is_revoked(&conn.token) {
+                    return End::Close(CloseCode::Policy, "logged out: this token was revoked");
                 }
                 if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
                     return End::Error;

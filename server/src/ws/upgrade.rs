@@ -72,7 +72,10 @@ pub async fn handle(
         .iter()
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.as_str());
-    let user = state.auth.authenticate(req.headers(), query_token).await?;
+    let (user, token) = state
+        .auth
+        .authenticate_token(req.headers(), query_token)
+        .await?;
     let after = pairs
         .iter()
         .find(|(k, _)| k == "after")
@@ -108,6 +111,7 @@ pub async fn handle(
             ws,
             Connection {
                 user,
+                token,
                 after,
                 state: task_state,
                 _permit: permit,

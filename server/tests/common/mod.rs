@@ -61,8 +61,12 @@ impl TestServer {
         self.child.wait().unwrap();
     }
 
-    /// Starts a new server process on the same database (after `kill9` or `terminate`).
+    /// Starts a new server process on the same database (after `kill9` or `terminate`; a
+    /// server still running is SIGKILLed first, so none is left behind).
     pub fn restart(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill9();
+        }
         let (child, addr) = spawn(&self.db_path(), &self.extra_args);
         self.child = child;
         self.addr = addr;
