@@ -18,6 +18,8 @@ enum Auth {
         username: Username,
         token: String,
         registered: bool,
+        /// Why the credentials could not be stored, shown after the login notice.
+        unsaved: Option<String>,
     },
     NeedPassword(String),
     Network(String),
@@ -38,6 +40,7 @@ impl Actor {
                     username,
                     token,
                     registered,
+                    unsaved,
                 } => {
                     s.username = username.clone();
                     s.token = token;
@@ -46,6 +49,9 @@ impl Actor {
                         registered,
                     })
                     .await;
+                    if let Some(why) = unsaved {
+                        self.emit(NetEvent::Error(why)).await;
+                    }
                     return Ok(());
                 }
                 Auth::NeedPassword(reason) => {
@@ -113,9 +119,13 @@ impl Actor {
     async fn try_auth(&self, username: &Username, typed: Option<String>, renew: bool) -> Auth {
         let server = self.config.server.http_base().to_owned();
         let path = self.config.paths.credentials();
-        let stored = credentials::find(&path, &server, username.as_str())
-            .ok()
-            .flatten();
+        let stored = match credentials::find(&path, &server, username.as_str()) {
+            Ok(found) => found,
+            // A file we cannot read may hold this account's only password: never register
+            // over it with a generated one (that password could not be stored). Ask instead.
+            Err(e) if typed.is_none() => return Auth::NeedPassword(format!("{e:#}")),
+            Err(_) => None,
+        };
         if !renew && typed.is_none() {
             if let Some(acct) = &stored {
                 if let Ok(name) = Username::parse(&acct.username) {
@@ -123,6 +133,7 @@ impl Actor {
                         username: name,
                         token: acct.token.clone(),
                         registered: false,
+                        unsaved: None,
                     };
                 }
             }
@@ -141,17 +152,14 @@ impl Actor {
                     password: Some(password.clone()),
                 },
             )
+            .err()
+            .map(|e| format!("logged in, but the credentials were not stored: {e:#}"))
         };
         if known {
             match self.http.login(username.as_str(), &password).await {
                 Ok(resp) => {
-                    if let Err(e) = save(&resp) {
-                        self.emit(NetEvent::Error(format!(
-                            "could not store credentials: {e:#}"
-                        )))
-                        .await;
-                    }
                     return Auth::Ok {
+                        unsaved: save(&resp),
                         username: resp.username,
                         token: resp.token,
                         registered: false,
@@ -163,19 +171,12 @@ impl Actor {
             }
         }
         match self.http.register(username.as_str(), &password).await {
-            Ok(resp) => {
-                if let Err(e) = save(&resp) {
-                    self.emit(NetEvent::Error(format!(
-                        "could not store credentials: {e:#}"
-                    )))
-                    .await;
-                }
-                Auth::Ok {
-                    username: resp.username,
-                    token: resp.token,
-                    registered: true,
-                }
-            }
+            Ok(resp) => Auth::Ok {
+                unsaved: save(&resp),
+                username: resp.username,
+                token: resp.token,
+                registered: true,
+            },
             Err(e) if e.is_network() => Auth::Network(e.to_string()),
             Err(e)
                 if e.code() == Some(ErrorCode::UsernameTaken)
@@ -194,8 +195,11 @@ impl Actor {
     /// The token was refused: log in again with the stored password, or ask.
     pub(super) async fn renew(&mut self, s: &mut Session) -> Result<(), Next> {
         match self.try_auth(&s.username, None, true).await {
-            Auth::Ok { token, .. } => {
+            Auth::Ok { token, unsaved, .. } => {
                 s.token = token;
+                if let Some(why) = unsaved {
+                    self.emit(NetEvent::Error(why)).await;
+                }
                 Ok(())
             }
             Auth::Network(_) => Ok(()),
