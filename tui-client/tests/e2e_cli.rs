@@ -3,41 +3,18 @@
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is the failure report
 
 mod common {
+    pub mod cli;
     pub mod server;
 }
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cli::{json_lines, natter, run, send_stdin, stdout};
 use common::server::Server;
 use natter_shared::Message;
-
-fn natter(home: &Path, server: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_natter"));
-    c.env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("NATTER_SERVER", server)
-        .env_remove("NATTER_TOKEN")
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json_lines(o: &Output) -> Vec<Message> {
-    stdout(o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 /// register, send (words, --to, stdin), history (--json, --with), users: one object per
 /// line, stable plain lines, every stdin line once and in order.
@@ -67,19 +44,11 @@ fn scripts_send_and_read() {
             .status
             .success()
     );
-    let mut child = natter(&b, &url)
-        .args(["send", "-", "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"line one\n\nline two\nline three\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = send_stdin(
+        &mut natter(&b, &url),
+        &["--json"],
+        "line one\n\nline two\nline three\n",
+    );
     assert!(o.status.success(), "{o:?}");
     let sent: Vec<_> = json_lines(&o).into_iter().map(|m| m.text).collect();
     assert_eq!(sent, ["line one", "line two", "line three"]);

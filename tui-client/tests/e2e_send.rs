@@ -5,15 +5,17 @@
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is the failure report
 
 mod common {
+    pub mod cli;
     pub mod client;
     pub mod server;
 }
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::cli::{json_lines, natter, run, send_stdin, stderr};
 use common::client::{Client, count};
 use common::server::Server;
 use natter::outbox::Outbox;
@@ -22,43 +24,6 @@ use natter_shared::{Message, Username};
 
 /// Longest any wait in these tests may take before it counts as a failure.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn natter(home: &Path, server: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_natter"));
-    c.env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("NATTER_SERVER", server)
-        .env_remove("NATTER_TOKEN")
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs `natter send - FLAGS…` with `input` on stdin.
-fn send_stdin(cmd: &mut Command, flags: &[&str], input: &str) -> Output {
-    let mut child = cmd
-        .args(["send", "-"])
-        .args(flags)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 /// The texts waiting in `name`'s outbox under `home` for `server`.
 fn outbox_texts(home: &Path, server: &str, name: &str) -> Vec<String> {
@@ -78,10 +43,7 @@ fn outbox_texts(home: &Path, server: &str, name: &str) -> Vec<String> {
 fn history(home: &Path, server: &str) -> Vec<String> {
     let o = run(natter(home, server).args(["history", "--json", "--limit", "1000"]));
     assert!(o.status.success(), "{o:?}");
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Message>(l).unwrap().text)
-        .collect()
+    json_lines(&o).into_iter().map(|m| m.text).collect()
 }
 
 fn register(home: &Path, server: &str, name: &str) {
