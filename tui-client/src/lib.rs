@@ -3,7 +3,7 @@
 //!
 //! Layout:
 //! - [`cli`]: command line (clap), the subcommands for scripts, exit codes (`cli/`: `exit`,
-//!   `account`, `tail`, `output`).
+//!   `account`, `send`, `tail`, `output`).
 //! - [`chat`]: the chat screen's event loop: terminal events, net events and ticks → `App`.
 //! - [`app`]: the model and `App::update(Msg) -> Option<Cmd>`; pure, no IO (`app/`: `focus`,
 //!   `net_events`).
