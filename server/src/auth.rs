@@ -9,8 +9,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::cell::RefCell;
+
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use hyper::HeaderMap;
 use sha2::{Digest, Sha256};
 
@@ -37,7 +39,8 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Hashes a password (slow: call on the blocking pool).
+/// Hashes a password with argon2id's default parameters into a PHC string (slow: call on
+/// the blocking pool).
 pub fn hash_password(password: &str) -> Result<String, ServerError> {
     let mut salt_bytes = [0u8; 16];
     getrandom::fill(&mut salt_bytes)
@@ -46,26 +49,67 @@ pub fn hash_password(password: &str) -> Result<String, ServerError> {
         .map_err(|e| ServerError::Internal(format!("salt: {e}")))?;
     let password = password.to_owned();
     on_hasher(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| ServerError::Internal(format!("hashing: {e}")))
+        let internal = |e: &dyn std::fmt::Display| ServerError::Internal(format!("hashing: {e}"));
+        let params = Params::default();
+        let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        argon2_into(&hasher, password.as_bytes(), &salt_bytes, &mut out).map_err(|e| internal(&e))?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).map_err(|e| internal(&e))?,
+            salt: Some(salt.as_salt()),
+            hash: Some(Output::new(&out).map_err(|e| internal(&e))?),
+        };
+        Ok(phc.to_string())
     })
     .unwrap_or_else(|| Err(ServerError::Internal("hashing thread failed".into())))
 }
 
-/// Checks a password against a stored hash (slow: call on the blocking pool). A hash that
-/// does not parse verifies nothing.
+/// Checks a password against a stored PHC string (slow: call on the blocking pool). A hash
+/// that does not parse, or is not argon2, verifies nothing.
 pub fn verify_password(password: &str, stored: &str) -> bool {
     let (password, stored) = (password.to_owned(), stored.to_owned());
-    on_hasher(move || {
-        PasswordHash::new(&stored).is_ok_and(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
+    on_hasher(move || verify_phc(password.as_bytes(), &stored).unwrap_or(false)).unwrap_or(false)
+}
+
+/// `None` when `stored` is not an argon2 PHC string we can check.
+fn verify_phc(password: &[u8], stored: &str) -> Option<bool> {
+    let phc = PasswordHash::new(stored).ok()?;
+    let algorithm = Algorithm::try_from(phc.algorithm).ok()?;
+    let version = phc.version.map_or(Ok(Version::default()), Version::try_from);
+    let params = Params::try_from(&phc).ok()?;
+    let expected = phc.hash?;
+    let mut salt_buf = [0u8; Salt::MAX_LENGTH];
+    let salt = phc.salt?.decode_b64(&mut salt_buf).ok()?;
+    let hasher = Argon2::new(algorithm, version.ok()?, params);
+    let mut out = vec![0u8; expected.len()];
+    argon2_into(&hasher, password, salt, &mut out).ok()?;
+    // `Output`'s equality is constant-time.
+    Some(Output::new(&out).ok()? == expected)
+}
+
+thread_local! {
+    /// argon2's working memory (19 MiB with the default parameters), kept by each hashing
+    /// thread and reused, so a hash allocates nothing.
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `hasher` into `out` in this thread's reused working memory. Reuse is safe: argon2's
+/// first pass writes every block before anything reads it.
+fn argon2_into(
+    hasher: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    BLOCKS.with_borrow_mut(|blocks| {
+        let need = hasher.params().block_count();
+        if blocks.len() < need {
+            blocks.resize(need, Block::default());
+        }
+        hasher.hash_password_into_with_memory(password, salt, out, &mut blocks[..need])
     })
-    .unwrap_or(false)
 }
 
 /// Threads that run argon2.
@@ -74,10 +118,10 @@ const HASHER_THREADS: usize = 2;
 type HashJob = Box<dyn FnOnce() + Send>;
 
 /// Runs `f` on one of [`HASHER_THREADS`] long-lived threads and waits for it; `None` if it
-/// panicked. Why not on the calling blocking-pool thread: each argon2 run allocates 19 MiB,
-/// and glibc keeps such blocks in the arena of the thread that freed them, so hashing on
-/// whichever of the pool's many threads left ~19 MiB resident per thread (an idle server
-/// reached 650 MB after 40 registrations). Two fixed threads reuse two blocks.
+/// panicked. Why not on the calling blocking-pool thread: argon2 needs 19 MiB of working
+/// memory, which each hashing thread keeps (see [`BLOCKS`]); on whichever of the pool's many
+/// threads that would be ~19 MiB per thread (an idle server once reached 650 MB after 40
+/// registrations). Two fixed threads keep two blocks, 38 MiB in all.
 fn on_hasher<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     static POOL: OnceLock<Option<std::sync::mpsc::Sender<HashJob>>> = OnceLock::new();
     let pool = POOL.get_or_init(|| {
@@ -242,6 +286,43 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
         assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    /// Hashing in reused memory gives standard PHC strings: the argon2 crate's own verifier
+    /// accepts ours, ours accepts its (so databases written before keep working), and a
+    /// block left dirty by one hash does not change the next.
+    #[test]
+    fn reused_memory_hashes_are_standard() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let ours = hash_password("first password").unwrap();
+        let _ = hash_password("something else entirely").unwrap();
+        let again = hash_password("first password").unwrap();
+        for h in [&ours, &again] {
+            let parsed = PasswordHash::new(h).unwrap();
+            assert!(
+                Argon2::default()
+                    .verify_password(b"first password", &parsed)
+                    .is_ok()
+            );
+        }
+        let salt = SaltString::encode_b64(b"sixteen bytes!!!").unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"their password", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_password("their password", &theirs));
+        assert!(!verify_password("their passwore", &theirs));
+        // Other parameters (a cheaper hash from some other tool) verify too.
+        let cheap = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"cheap", &salt)
+        .unwrap()
+        .to_string();
+        assert!(verify_password("cheap", &cheap));
+        assert!(!verify_password("cheaq", &cheap));
     }
 
     #[test]
