@@ -53,7 +53,8 @@ pub fn hash_password(password: &str) -> Result<String, ServerError> {
         let params = Params::default();
         let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
         let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-        argon2_into(&hasher, password.as_bytes(), &salt_bytes, &mut out).map_err(|e| internal(&e))?;
+        argon2_into(&hasher, password.as_bytes(), &salt_bytes, &mut out)
+            .map_err(|e| internal(&e))?;
         let phc = PasswordHash {
             algorithm: Algorithm::Argon2id.ident(),
             version: Some(Version::V0x13.into()),
@@ -77,7 +78,9 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
 fn verify_phc(password: &[u8], stored: &str) -> Option<bool> {
     let phc = PasswordHash::new(stored).ok()?;
     let algorithm = Algorithm::try_from(phc.algorithm).ok()?;
-    let version = phc.version.map_or(Ok(Version::default()), Version::try_from);
+    let version = phc
+        .version
+        .map_or(Ok(Version::default()), Version::try_from);
     let params = Params::try_from(&phc).ok()?;
     let expected = phc.hash?;
     let mut salt_buf = [0u8; Salt::MAX_LENGTH];
