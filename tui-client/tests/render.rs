@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::app::*;
 use natter::msg::{Link, Msg, NetEvent};
 use natter::outbox::Outgoing;
+use natter_shared::Timestamp;
 use natter_shared::protocol::UserStatus;
 
 fn top_line(app: &natter::app::App) -> String {
@@ -275,6 +276,23 @@ fn outbox_entries_from_disk_are_shown_pending() {
             receiver: None,
             text: "typed yesterday".into(),
         }]),
+    );
+    insta::assert_snapshot!(render(&app));
+}
+
+/// Where the date changes between two messages a dated line heads the later one (times are
+/// local: these tests run at UTC+0); none above the first message.
+#[test]
+fn a_day_change_is_marked() {
+    let mut app = alice_sized(60, 10);
+    let mut late = message(2, "bob", None, "still up?");
+    let mut next_day = message(3, "alice", None, "morning!");
+    // 23:58 on the 24th, then 08:05 on the 25th.
+    late.created_at = Timestamp::from_unix_millis(T0_MS + (14 * 60 + 36) * 60_000);
+    next_day.created_at = Timestamp::from_unix_millis(T0_MS + (22 * 60 + 43) * 60_000);
+    net(
+        &mut app,
+        NetEvent::Messages(vec![message(1, "bob", None, "evening"), late, next_day]),
     );
     insta::assert_snapshot!(render(&app));
 }

@@ -1,5 +1,8 @@
 //! The message list: `HH:MM sender: text`, `HH:MM sender → receiver: text` for direct
-//! messages, pending sends dimmed, refused ones marked, each wrapped to the width.
+//! messages, pending sends dimmed, refused ones marked, each wrapped to the width. Where the
+//! local date changes between two messages, a `── Tuesday 24 November 2026 ──` line heads
+//! the later one, so times from another day are not taken for today's. It belongs to that
+//! message's lines, so scrolling (which counts an item's lines) needs to know nothing of it.
 //!
 //! Only the items in view are wrapped each frame (see `scroll.rs` for the anchor): the cost
 //! of a frame does not grow with the history.
@@ -28,12 +31,8 @@ pub fn item_lines(app: &App, index: usize, width: u16) -> Vec<Line<'static>> {
     let me = app.identity.as_ref().map(|u| u.key());
     match item {
         Item::Message(m) => {
-            let time = m
-                .created_at
-                .as_datetime()
-                .with_timezone(&app.utc_offset)
-                .format("%H:%M ")
-                .to_string();
+            let local = m.created_at.as_datetime().with_timezone(&app.utc_offset);
+            let time = local.format("%H:%M ").to_string();
             let is_mine = me.as_deref() == Some(m.sender_username.key().as_str());
             let sender_style = if is_mine { theme.own() } else { theme.sender() };
             let text_style = if m.is_direct() {
@@ -46,7 +45,7 @@ pub fn item_lines(app: &App, index: usize, width: u16) -> Vec<Line<'static>> {
                 .as_ref()
                 .map(|r| format!(" → {r}"))
                 .unwrap_or_default();
-            wrap(
+            let mut lines = wrap(
                 &[
                     (&time, theme.time()),
                     (m.sender_username.as_str(), sender_style),
@@ -56,7 +55,24 @@ pub fn item_lines(app: &App, index: usize, width: u16) -> Vec<Line<'static>> {
                 ],
                 width,
                 TIME_COLUMNS,
-            )
+            );
+            let day = local.date_naive();
+            let previous_day = index
+                .checked_sub(1)
+                .and_then(|i| app.timeline.get(i))
+                .and_then(|prev| match prev {
+                    Item::Message(p) => Some(
+                        p.created_at
+                            .as_datetime()
+                            .with_timezone(&app.utc_offset)
+                            .date_naive(),
+                    ),
+                    Item::Pending(_) => None,
+                });
+            if previous_day.is_some_and(|d| d != day) {
+                lines.insert(0, day_line(day, width, theme));
+            }
+            lines
         }
         Item::Pending(p) => {
             let receiver = p
@@ -77,6 +93,20 @@ pub fn item_lines(app: &App, index: usize, width: u16) -> Vec<Line<'static>> {
             )
         }
     }
+}
+
+/// `── Tuesday 24 November 2026 ───…` across `width` columns.
+fn day_line(day: chrono::NaiveDate, width: u16, theme: Theme) -> Line<'static> {
+    let mut text = format!("── {} ", day.format("%A %-d %B %Y"));
+    let width = usize::from(width);
+    // ASCII and box-drawing characters only: one column each.
+    let used = text.chars().count();
+    if used < width {
+        text.extend(std::iter::repeat_n('─', width - used));
+    } else {
+        text = text.chars().take(width).collect();
+    }
+    Line::styled(text, theme.time())
 }
 
 /// How many rows item `index` takes at `width`.
