@@ -84,23 +84,41 @@ impl Outbox {
         paths::try_lock(Path::new(&name))
     }
 
-    fn read(&self) -> anyhow::Result<Vec<Outgoing>> {
+    /// The entries, and the lines that are not entries (a hand edit, a damaged disk). Those
+    /// are never sent, but every rewrite keeps them, after the entries: nothing typed is
+    /// dropped because a neighbour is unreadable, and nothing unreadable is deleted.
+    fn read(&self) -> anyhow::Result<(Vec<Outgoing>, Vec<String>)> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
             Err(e) => return Err(e).with_context(|| format!("reading {}", self.path.display())),
         };
-        // A line that does not parse (a hand edit) is skipped rather than blocking the rest.
-        Ok(text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect())
+        let mut entries = Vec::new();
+        let mut unreadable = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str(line) {
+                Ok(e) => entries.push(e),
+                Err(_) => unreadable.push(line.to_owned()),
+            }
+        }
+        if !unreadable.is_empty() {
+            tracing::warn!(
+                path = %self.path.display(),
+                lines = unreadable.len(),
+                "outbox lines that are not messages are kept but not sent"
+            );
+        }
+        Ok((entries, unreadable))
     }
 
-    fn write(&self, entries: &[Outgoing]) -> anyhow::Result<()> {
+    fn write(&self, entries: &[Outgoing], unreadable: &[String]) -> anyhow::Result<()> {
         let mut text = String::new();
         for e in entries {
             text.push_str(&serde_json::to_string(e).context("encoding outbox entry")?);
+            text.push('\n');
+        }
+        for line in unreadable {
+            text.push_str(line);
             text.push('\n');
         }
         paths::write_atomic(&self.path, text.as_bytes())
@@ -108,16 +126,16 @@ impl Outbox {
 
     /// The waiting messages, oldest first.
     pub fn entries(&self) -> anyhow::Result<Vec<Outgoing>> {
-        paths::with_lock(&self.path, || self.read())
+        paths::with_lock(&self.path, || Ok(self.read()?.0))
     }
 
     /// Appends `entry` (durably) unless its client_id is already there.
     pub fn push(&self, entry: &Outgoing) -> anyhow::Result<()> {
         paths::with_lock(&self.path, || {
-            let mut all = self.read()?;
+            let (mut all, unreadable) = self.read()?;
             if !all.iter().any(|e| e.client_id == entry.client_id) {
                 all.push(entry.clone());
-                self.write(&all)?;
+                self.write(&all, &unreadable)?;
             }
             Ok(())
         })
@@ -126,11 +144,11 @@ impl Outbox {
     /// Removes the entry with `client_id`, if present.
     pub fn remove(&self, client_id: &ClientId) -> anyhow::Result<()> {
         paths::with_lock(&self.path, || {
-            let mut all = self.read()?;
+            let (mut all, unreadable) = self.read()?;
             let before = all.len();
             all.retain(|e| &e.client_id != client_id);
             if all.len() != before {
-                self.write(&all)?;
+                self.write(&all, &unreadable)?;
             }
             Ok(())
         })
@@ -155,6 +173,29 @@ mod tests {
             receiver: None,
             text: format!("text {id}"),
         }
+    }
+
+    #[test]
+    fn unreadable_lines_are_kept_but_not_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::new(dir.path(), &Username::parse("alice").unwrap());
+        ob.push(&out("a")).unwrap();
+        let damaged = "{\"client_id\":\"x\",\"text\": oops";
+        let mut text = std::fs::read_to_string(ob.path()).unwrap();
+        text.push_str(damaged);
+        text.push('\n');
+        std::fs::write(ob.path(), text).unwrap();
+        ob.push(&out("b")).unwrap();
+        ob.remove(&ClientId::parse("a").unwrap()).unwrap();
+        let ids: Vec<_> = ob
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.client_id.to_string())
+            .collect();
+        assert_eq!(ids, ["b"]);
+        let text = std::fs::read_to_string(ob.path()).unwrap();
+        assert!(text.lines().any(|l| l == damaged), "{text}");
     }
 
     #[test]
