@@ -12,6 +12,7 @@
 //! - [`scroll`]: scrolling the message list without laying out the whole history.
 //! - [`timeline`]: stored messages (by id, deduplicated) and pending sends.
 //! - [`input`]: the editable one-line field.
+//! - [`recall`]: Up/Down through the lines sent before.
 //! - [`keymap`]: terminal events → `Msg`.
 //! - [`ui`]: `render(&App, &mut Frame)` and its widgets.
 //! - [`net`]: the network task (socket, reconnect, HTTP fallback, outbox flushing; in
@@ -35,6 +36,7 @@ pub mod msg;
 pub mod net;
 pub mod outbox;
 pub mod paths;
+pub mod recall;
 pub mod scroll;
 pub mod terminal;
 pub mod timeline;

@@ -41,6 +41,12 @@ pub enum Msg {
     BackTab,
     /// Escape: close help, cancel the password prompt, clear the status line.
     Escape,
+    /// Up: in the message field, the line sent before the one shown; elsewhere, scroll up
+    /// a line.
+    Older,
+    /// Down: in the message field, the next line sent (or back to the draft); elsewhere,
+    /// scroll down a line.
+    Newer,
     /// Scroll the message list up by this many lines (mouse wheel).
     ScrollUp(u16),
     /// Scroll the message list down by this many lines (mouse wheel).

@@ -450,6 +450,8 @@ fn password_prompt_flow() {
         app.input.is_empty(),
         "the password never lands in the message input"
     );
+    app.update(Msg::Older);
+    assert!(app.input.is_empty(), "nor in the recalled lines");
 
     net(
         &mut app,
@@ -482,4 +484,38 @@ fn leaving_a_changed_name_field_logs_in() {
     assert_eq!(app.focus, Focus::SendTo);
     app.update(Msg::BackTab);
     assert_eq!(app.update(Msg::Tab), None, "unchanged: no new login");
+}
+
+/// Up and Down in the message field walk the lines sent before (commands too) and come back
+/// to what was being typed; in another field they scroll.
+#[test]
+fn up_and_down_recall_sent_lines() {
+    let mut app = alice();
+    say(&mut app, "first");
+    typed(&mut app, "/to bob");
+    app.update(Msg::Submit);
+    typed(&mut app, "half-typed");
+    app.update(Msg::Older);
+    assert_eq!(app.input.text(), "/to bob");
+    app.update(Msg::Older);
+    assert_eq!(app.input.text(), "first");
+    app.update(Msg::Older);
+    assert_eq!(app.input.text(), "first", "nothing older");
+    app.update(Msg::Newer);
+    assert_eq!(app.input.text(), "/to bob");
+    app.update(Msg::Newer);
+    assert_eq!(app.input.text(), "half-typed", "the draft comes back");
+    // A recalled line is sent like a typed one.
+    app.update(Msg::Older);
+    app.update(Msg::Older);
+    assert_eq!(sent(app.update(Msg::Submit)).text, "first");
+
+    fill(&mut app, 200);
+    app.focus = Focus::Name;
+    app.update(Msg::Older);
+    assert_ne!(
+        app.scroll,
+        natter::scroll::Scroll::Bottom,
+        "Up scrolls outside the message field"
+    );
 }

@@ -124,6 +124,8 @@ pub struct App {
     completion: Option<(String, usize)>,
     /// The Name field's value when it was last committed.
     committed_name: String,
+    /// Lines sent from the message field, for Up/Down.
+    recall: crate::recall::Recall,
 }
 
 impl App {
@@ -160,6 +162,7 @@ impl App {
             next_seq: 0,
             completion: None,
             committed_name: String::new(),
+            recall: crate::recall::Recall::default(),
         }
     }
 
@@ -216,6 +219,8 @@ impl App {
             Msg::Tab => return self.tab(),
             Msg::BackTab => return self.move_focus(false),
             Msg::Escape => self.escape(),
+            Msg::Older => self.older(),
+            Msg::Newer => self.newer(),
             Msg::ScrollUp(n) => self.scroll_up(n),
             Msg::ScrollDown(n) => self.scroll_down(n),
             Msg::PageUp => self.scroll_up(self.page()),
@@ -266,6 +271,7 @@ impl App {
                     });
                 }
                 let text = self.input.take();
+                self.recall.sent(&text);
                 if let Some(rest) = text.strip_prefix("//") {
                     let literal = format!("/{rest}");
                     return self.send(self.receiver(), literal);
@@ -332,6 +338,31 @@ impl App {
         self.timeline.add_pending(sender.clone(), outgoing.clone());
         self.scroll_bottom();
         Some(Cmd::Send { sender, outgoing })
+    }
+
+    /// Up: an earlier sent line into the message field, or scroll up a line elsewhere.
+    fn older(&mut self) {
+        if self.focus == Focus::Message && self.prompt.is_none() {
+            if let Some(line) = self.recall.older(self.input.text()) {
+                let line = line.to_owned();
+                self.input.set(&line);
+            }
+        } else {
+            self.scroll_up(1);
+        }
+    }
+
+    /// Down: a later sent line (or the draft) into the message field, or scroll down a line
+    /// elsewhere.
+    fn newer(&mut self) {
+        if self.focus == Focus::Message && self.prompt.is_none() {
+            if let Some(line) = self.recall.newer() {
+                let line = line.to_owned();
+                self.input.set(&line);
+            }
+        } else {
+            self.scroll_down(1);
+        }
     }
 
     /// Takes the Name field as the identity and asks to log in as it.
