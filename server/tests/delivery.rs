@@ -153,3 +153,111 @@ impl ParseName for &str {
         natter_shared::Username::parse(self).unwrap()
     }
 }
+
+/// Under concurrency: six users with two sockets each all send at once, group and direct
+/// messages, half over WebSocket and half over REST. Every socket then holds exactly what its
+/// user may see, each message once, in id order: every group message and the direct messages
+/// its user sent or received, nothing else. A last group message from the test marks the end
+/// (delivery is in id order, so once it arrives, everything before it has too).
+#[tokio::test]
+async fn concurrent_senders_each_socket_gets_exactly_its_messages() {
+    use std::collections::BTreeSet;
+
+    const USERS: usize = 6;
+    const EACH: usize = 24;
+    let server = TestServer::start();
+    let names: Vec<String> = (0..USERS).map(|i| format!("u{i}")).collect();
+    let mut tokens = Vec::new();
+    for n in &names {
+        tokens.push(server.register(n).await);
+    }
+    let mut watchers = Vec::new();
+    let mut senders = Vec::new();
+    for t in &tokens {
+        watchers.push(server.connect(t, None).await.0);
+        senders.push(server.connect(t, None).await.0);
+    }
+
+    // Message j of user i: to everyone when j % 3 == 0, else to another user; over the
+    // sender socket when j is even, else by POST.
+    let receiver = |i: usize, j: usize| (j % 3 != 0).then(|| (i + 1 + j % (USERS - 1)) % USERS);
+    let mut tasks = Vec::new();
+    for (i, mut ws) in senders.into_iter().enumerate() {
+        let token = tokens[i].clone();
+        let names = names.clone();
+        let url = server.url("/api/chat/messages/");
+        tasks.push(tokio::spawn(async move {
+            for j in 0..EACH {
+                let to = receiver(i, j).map(|r| names[r].clone());
+                let text = format!("u{i}#{j}");
+                if j % 2 == 0 {
+                    ws.send_json(json!({"type": "chat_message", "receiver_username": to,
+                        "message": text, "client_id": format!("c{j}")}))
+                        .await;
+                } else {
+                    let r = common::http()
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&json!({"receiver_username": to, "text": text,
+                            "client_id": format!("c{j}")}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 201);
+                }
+            }
+            ws
+        }));
+    }
+    let mut senders = Vec::new();
+    for t in tasks {
+        senders.push(t.await.unwrap());
+    }
+    let (status, end) = server.post(&tokens[0], json!({"text": "the end"})).await;
+    assert_eq!(status, 201);
+    let end_id = end["id"].as_i64().unwrap();
+
+    for (i, name) in names.iter().enumerate() {
+        let mut expected: BTreeSet<String> = BTreeSet::new();
+        for s in 0..USERS {
+            for j in 0..EACH {
+                match receiver(s, j) {
+                    None => expected.insert(format!("u{s}#{j}")),
+                    Some(r) if s == i || r == i => expected.insert(format!("u{s}#{j}")),
+                    Some(_) => false,
+                };
+            }
+        }
+        expected.insert("the end".into());
+        for ws in [&mut watchers[i], &mut senders[i]] {
+            let mut got = Vec::new();
+            let mut last_id = 0;
+            loop {
+                let m = ws.next_message().await;
+                assert!(m.id.0 > last_id, "{name}: ids in order, none twice");
+                last_id = m.id.0;
+                if let Some(to) = &m.receiver_username {
+                    assert!(
+                        m.sender_username.as_str() == name || to.as_str() == name,
+                        "{name} was sent a direct message between others: {m:?}"
+                    );
+                }
+                got.push(m.text);
+                if last_id == end_id {
+                    break;
+                }
+            }
+            let got_set: BTreeSet<String> = got.iter().cloned().collect();
+            assert_eq!(got.len(), got_set.len(), "{name}: a message arrived twice");
+            assert_eq!(got_set, expected, "{name}'s socket");
+        }
+        // The REST view agrees.
+        let history: BTreeSet<String> = server
+            .history(&tokens[i])
+            .await
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(history, expected, "{name}'s GET");
+    }
+}
