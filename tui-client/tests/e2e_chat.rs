@@ -163,3 +163,32 @@ async fn fallback_to_http_when_the_socket_is_refused() {
     assert!(!alice.links.contains(&Link::Live));
     assert_eq!(count(&alice.app, "sent by POST"), 1);
 }
+
+/// A server that stops answering without closing anything (SIGSTOP, like a hung host or a
+/// frozen tunnel) is noticed by the client's own pings: the badge leaves LIVE instead of
+/// claiming it until the kernel gives up on the socket, and what is typed meanwhile arrives
+/// exactly once when the server answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_is_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("chat.db"));
+    let mut alice = Client::start(&server.url(), &dir.path().join("a"), "alice").await;
+    let mut bob = Client::start(&server.url(), &dir.path().join("b"), "bob").await;
+    alice.wait_live().await;
+    bob.wait_live().await;
+
+    server.pause();
+    alice
+        .wait_for("the badge to leave LIVE", |a| a.link != Link::Live)
+        .await;
+    alice.say("typed while the server was frozen").await;
+    server.resume();
+
+    alice.wait_text("typed while the server was frozen").await;
+    bob.wait_text("typed while the server was frozen").await;
+    alice.wait_live().await;
+    for c in [&alice, &bob] {
+        assert_eq!(count(&c.app, "typed while the server was frozen"), 1);
+    }
+    assert_eq!(alice.app.timeline.waiting(), 0);
+}

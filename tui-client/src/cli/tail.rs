@@ -86,9 +86,10 @@ impl Ctx {
             match socket {
                 Ok(mut socket) => {
                     attempt = 0;
+                    let mut heartbeat = ws::Heartbeat::new();
                     loop {
                         let incoming = tokio::select! {
-                            i = ws::next(&mut socket) => i,
+                            i = heartbeat.next(&mut socket) => i,
                             () = stop.stopped() => return Ok(()),
                         };
                         match incoming {

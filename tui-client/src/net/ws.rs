@@ -43,7 +43,7 @@ pub enum Incoming {
     Frame(ServerFrame),
     /// A text frame that is not a known frame (logged, skipped).
     Unknown(String),
-    /// The connection ended; the reason, for the status line.
+    /// The connection ended (or went silent); the reason, for the status line.
     Closed(String),
 }
 
@@ -99,27 +99,85 @@ pub async fn send(socket: &mut Socket, outgoing: &Outgoing) -> Result<(), String
 /// Reads until the next frame worth reporting (pings are answered by tungstenite).
 pub async fn next(socket: &mut Socket) -> Incoming {
     loop {
-        match socket.next().await {
-            None => return Incoming::Closed("connection closed".into()),
-            Some(Err(e)) => return Incoming::Closed(e.to_string()),
-            Some(Ok(WsMessage::Text(text))) => {
-                return match ServerFrame::decode(&text) {
-                    Ok(frame) => Incoming::Frame(frame),
-                    Err(_) => Incoming::Unknown(text.to_string()),
-                };
+        if let Some(incoming) = reported(socket.next().await) {
+            return incoming;
+        }
+    }
+}
+
+/// What a read from the socket means for its reader; `None` for frames nobody needs to see
+/// (pings, pongs, binary).
+fn reported(got: Option<Result<WsMessage, tungstenite::Error>>) -> Option<Incoming> {
+    Some(match got {
+        None => Incoming::Closed("connection closed".into()),
+        Some(Err(e)) => Incoming::Closed(e.to_string()),
+        Some(Ok(WsMessage::Text(text))) => match ServerFrame::decode(&text) {
+            Ok(frame) => Incoming::Frame(frame),
+            Err(_) => Incoming::Unknown(text.to_string()),
+        },
+        Some(Ok(WsMessage::Close(frame))) => Incoming::Closed(match frame {
+            Some(f) if f.code == tungstenite::protocol::frame::coding::CloseCode::Away => {
+                "the server is shutting down".to_owned()
             }
-            Some(Ok(WsMessage::Close(frame))) => {
-                let reason = match frame {
-                    Some(f) if f.code == tungstenite::protocol::frame::coding::CloseCode::Away => {
-                        "the server is shutting down".to_owned()
+            Some(f) if !f.reason.is_empty() => format!("closed by server: {}", f.reason),
+            Some(f) => format!("closed by server ({})", u16::from(f.code)),
+            None => "closed by server".to_owned(),
+        }),
+        Some(Ok(_)) => return None,
+    })
+}
+
+/// How often [`Heartbeat`] pings.
+const PING_EVERY: Duration = Duration::from_millis(500);
+/// Nothing heard for this long (not even a pong) and the socket counts as dead: within 2 s
+/// of a server going quiet, whoever shows the link stops saying LIVE.
+const SILENT_AFTER: Duration = Duration::from_millis(1500);
+
+/// Reads a live socket while pinging it. A server that stops answering without closing
+/// anything (a hung host, a frozen tunnel, a stopped process) sends no FIN, and the kernel
+/// would take minutes to give up; our own pings find out in [`SILENT_AFTER`].
+pub struct Heartbeat {
+    ticks: tokio::time::Interval,
+    last_heard: tokio::time::Instant,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Heartbeat {
+    /// Starts counting from now.
+    pub fn new() -> Self {
+        let mut ticks = tokio::time::interval(PING_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Heartbeat {
+            ticks,
+            last_heard: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Like [`next`], but `Closed` also when the server has been silent too long. Safe to
+    /// cancel (in a `select!`): nothing read is lost, and a ping cut short is still sent.
+    pub async fn next(&mut self, socket: &mut Socket) -> Incoming {
+        loop {
+            tokio::select! {
+                got = socket.next() => {
+                    self.last_heard = tokio::time::Instant::now();
+                    if let Some(incoming) = reported(got) {
+                        return incoming;
                     }
-                    Some(f) if !f.reason.is_empty() => format!("closed by server: {}", f.reason),
-                    Some(f) => format!("closed by server ({})", u16::from(f.code)),
-                    None => "closed by server".to_owned(),
-                };
-                return Incoming::Closed(reason);
+                }
+                _ = self.ticks.tick() => {
+                    if self.last_heard.elapsed() >= SILENT_AFTER {
+                        return Incoming::Closed("the server stopped answering".into());
+                    }
+                    if let Err(e) = socket.send(WsMessage::Ping(Default::default())).await {
+                        return Incoming::Closed(e.to_string());
+                    }
+                }
             }
-            Some(Ok(_)) => {}
         }
     }
 }

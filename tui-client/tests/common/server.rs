@@ -102,6 +102,26 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// SIGSTOP: the process stops answering but every socket stays open, as when a host
+    /// hangs or a tunnel freezes. [`Server::resume`] undoes it; drop still kills it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`Server::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
     /// Kills it and starts a new one on the same address and database.
     pub fn restart(&mut self) {
         self.kill();

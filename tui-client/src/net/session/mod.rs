@@ -28,8 +28,6 @@ use crate::outbox::{Outbox, Outgoing};
 
 /// Messages of history loaded when an identity starts.
 const HISTORY: usize = 500;
-/// A socket silent this long is dead (the server pings well within it).
-const READ_TIMEOUT: Duration = Duration::from_secs(75);
 /// Failed attempts in a row after which RECONNECTING becomes OFFLINE.
 const OFFLINE_AFTER: u32 = 3;
 /// Wait before resending a message the server rate-limited.
@@ -228,13 +226,13 @@ impl Actor {
         }
         let mut resend_at: Option<Instant> = None;
         let mut resend: Vec<ClientId> = Vec::new();
+        // Our own pings: the only way to notice a server that stops answering without
+        // closing anything, so that the badge does not say LIVE about a dead socket.
+        let mut heartbeat = ws::Heartbeat::new();
         loop {
-            let far = Instant::now() + READ_TIMEOUT;
+            let far = Instant::now() + Duration::from_secs(3600);
             tokio::select! {
-                incoming = tokio::time::timeout(READ_TIMEOUT, ws::next(&mut socket)) => {
-                    let Ok(incoming) = incoming else {
-                        return Ok("the server went silent".into());
-                    };
+                incoming = heartbeat.next(&mut socket) => {
                     match incoming {
                         Incoming::Closed(reason) => return Ok(reason),
                         Incoming::Unknown(_) => {}
