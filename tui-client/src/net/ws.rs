@@ -127,18 +127,24 @@ fn reported(got: Option<Result<WsMessage, tungstenite::Error>>) -> Option<Incomi
     })
 }
 
-/// How often [`Heartbeat`] pings.
-const PING_EVERY: Duration = Duration::from_millis(500);
-/// Nothing heard for this long (not even a pong) and the socket counts as dead: within 2 s
-/// of a server going quiet, whoever shows the link stops saying LIVE.
-const SILENT_AFTER: Duration = Duration::from_millis(1500);
+/// How often [`Heartbeat`] looks at a socket; one quiet this long is pinged.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// A ping unanswered this long (no pong, no frame at all) and the socket counts as dead:
+/// with [`CHECK_EVERY`] that is at most 2 s from the server's last frame.
+const UNANSWERED: Duration = Duration::from_millis(1000);
 
-/// Reads a live socket while pinging it. A server that stops answering without closing
-/// anything (a hung host, a frozen tunnel, a stopped process) sends no FIN, and the kernel
-/// would take minutes to give up; our own pings find out in [`SILENT_AFTER`].
+/// Reads a live socket and pings it when it is quiet. A server that stops answering without
+/// closing anything (a hung host, a frozen tunnel, a stopped process) sends no FIN, and the
+/// kernel would take minutes to give up; an unanswered ping finds out within 2 s.
+///
+/// Only a ping sent while we were reading can time out, and frames already waiting are
+/// read before the clock is looked at, so a caller that was busy elsewhere for a while
+/// (a slow screen) never mistakes its own pause for the server's silence.
 pub struct Heartbeat {
     ticks: tokio::time::Interval,
     last_heard: tokio::time::Instant,
+    /// When the ping still unanswered was sent.
+    waiting_since: Option<tokio::time::Instant>,
 }
 
 impl Default for Heartbeat {
@@ -150,31 +156,41 @@ impl Default for Heartbeat {
 impl Heartbeat {
     /// Starts counting from now.
     pub fn new() -> Self {
-        let mut ticks = tokio::time::interval(PING_EVERY);
+        let mut ticks = tokio::time::interval(CHECK_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Heartbeat {
             ticks,
             last_heard: tokio::time::Instant::now(),
+            waiting_since: None,
         }
     }
 
-    /// Like [`next`], but `Closed` also when the server has been silent too long. Safe to
-    /// cancel (in a `select!`): nothing read is lost, and a ping cut short is still sent.
+    /// Like [`next`], but also `Closed` when a ping goes unanswered. Safe to cancel (in a
+    /// `select!`): nothing read is lost, and a ping cut short is still sent.
     pub async fn next(&mut self, socket: &mut Socket) -> Incoming {
         loop {
             tokio::select! {
+                biased;
                 got = socket.next() => {
                     self.last_heard = tokio::time::Instant::now();
+                    self.waiting_since = None;
                     if let Some(incoming) = reported(got) {
                         return incoming;
                     }
                 }
                 _ = self.ticks.tick() => {
-                    if self.last_heard.elapsed() >= SILENT_AFTER {
-                        return Incoming::Closed("the server stopped answering".into());
-                    }
-                    if let Err(e) = socket.send(WsMessage::Ping(Default::default())).await {
-                        return Incoming::Closed(e.to_string());
+                    match self.waiting_since {
+                        Some(sent) if sent.elapsed() >= UNANSWERED => {
+                            return Incoming::Closed("the server stopped answering".into());
+                        }
+                        Some(_) => {}
+                        None if self.last_heard.elapsed() >= CHECK_EVERY => {
+                            if let Err(e) = socket.send(WsMessage::Ping(Default::default())).await {
+                                return Incoming::Closed(e.to_string());
+                            }
+                            self.waiting_since = Some(tokio::time::Instant::now());
+                        }
+                        None => {}
                     }
                 }
             }
