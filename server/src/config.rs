@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use natter_shared::validate::MAX_TEXT_CHARS;
 
-/// Everything `run` needs to know besides the listener.
+/// Everything [`crate::Server::open`] needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The SQLite database file; created if missing.

@@ -4,7 +4,8 @@
 //! (`http::*`) → store writer (commit) → hub (fan-out) → each connection's queue → socket.
 //!
 //! Layout:
-//! - [`server`]: accept loop, shutdown; `run` is the entry point for `main` and tests.
+//! - [`server`]: `Server::open` (the database, the shared state), then `Server::serve`: the
+//!   accept loop and shutdown.
 //! - [`config`]: settings and defaults.
 //! - [`state`]: `AppState`, shared by every request and connection; the send admission check.
 //! - [`http`]: routing and the REST handlers (`auth`, `messages`, `users`).
@@ -28,4 +29,4 @@ pub mod store;
 pub mod ws;
 
 pub use config::Config;
-pub use server::run;
+pub use server::Server;

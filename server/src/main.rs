@@ -1,4 +1,4 @@
-//! `natter-server`: flags, logging, bind, and `natter_server::run` until SIGINT/SIGTERM.
+//! `natter-server`: flags, logging, the database, bind, and `Server::serve` until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use natter_server::Config;
+use natter_server::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
 /// natter chat server: REST under /api/, WebSocket at /ws/chat/, messages stored in SQLite.
@@ -67,15 +67,6 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if args.max_message_chars == 0 {
         anyhow::bail!("--max-message-chars must be at least 1");
     }
-    let listener = tokio::net::TcpListener::bind(args.bind)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; is another server using it?",
-                args.bind
-            )
-        })?;
-    let addr = listener.local_addr().context("reading the bound address")?;
     let mut config = Config::new(&args.db);
     config.rate_per_sec = args.rate_limit;
     config.rate_burst = args.rate_burst;
@@ -85,15 +76,25 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.queue_capacity = args.queue_capacity;
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
     config.ping_interval = config.idle_timeout / 3;
+    // The database first: a file that cannot be used is an error before anything listens,
+    // so "listening on" below always means ready.
+    let server = Server::open(config)?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another server using it?",
+                args.bind
+            )
+        })?;
+    let addr = listener.local_addr().context("reading the bound address")?;
     // One plain line on stdout, for people and for scripts that need the port.
     println!(
         "natter-server listening on {addr}, database {}",
         args.db.display()
     );
     tracing::info!(%addr, db = %args.db.display(), "listening");
-    natter_server::run(listener, config, shutdown_signal())
-        .await
-        .with_context(|| format!("database {}", args.db.display()))?;
+    server.serve(listener, shutdown_signal()).await;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The accept loop and the server's life: start, serve, shut down.
 //!
-//! `run` owns the listener. Each TCP connection gets a hyper HTTP/1 task (with upgrades);
+//! [`Server::open`] opens the database (so a bad file is an error before anything listens);
+//! [`Server::serve`] owns the listener. Each TCP connection gets a hyper HTTP/1 task (with upgrades);
 //! WebSocket tasks are spawned by the upgrade handler onto the same `TaskTracker`. On
 //! shutdown: stop accepting, cancel the token (WebSocket tasks send close 1001), let hyper
 //! finish in-flight requests, wait for all tasks up to the grace period, then let the store
@@ -28,94 +29,103 @@ use crate::store::{Store, StoreError};
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), StoreError> {
-    let hub = Arc::new(Hub::new(config.queue_capacity));
-    let publisher = Arc::clone(&hub);
-    let (store, writer) = Store::open(
-        &config.db_path,
-        Box::new(move |messages| publisher.publish(messages)),
-    )?;
-    let state = Arc::new(AppState {
-        auth: Authenticator::new(store.clone()),
-        limiter: RateLimiter::new(f64::from(config.rate_per_sec), config.rate_burst),
-        login_limiter: RateLimiter::new(
-            if config.login_burst == 0 {
-                0.0
-            } else {
-                1.0 / config.login_refill.as_secs_f64()
-            },
-            config.login_burst,
-        ),
-        connections: Arc::new(Semaphore::new(config.max_connections)),
-        shutdown: CancellationToken::new(),
-        tasks: TaskTracker::new(),
-        store,
-        hub,
-        config,
-    });
-    tokio::pin!(shutdown);
+/// A server with its database open, ready to serve.
+pub struct Server {
+    state: Arc<AppState>,
+    writer: std::thread::JoinHandle<()>,
+}
 
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Usually out of file descriptors: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let conn_state = Arc::clone(&state);
-                let service = service_fn(move |req| crate::http::handle(req, Arc::clone(&conn_state)));
-                let conn = http1::Builder::new()
-                    // A client that never finishes its headers must not hold a task forever.
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .with_upgrades();
-                let stop = state.shutdown.clone();
-                state.tasks.spawn(async move {
-                    tokio::pin!(conn);
-                    let result = tokio::select! {
-                        r = conn.as_mut() => r,
-                        () = stop.cancelled() => {
-                            // Finish the request in flight, then close; idle keep-alive
-                            // connections close at once.
-                            conn.as_mut().graceful_shutdown();
-                            conn.await
+impl Server {
+    /// Opens (creating and migrating if needed) the database and builds the shared state.
+    pub fn open(config: Config) -> Result<Server, StoreError> {
+        let hub = Arc::new(Hub::new(config.queue_capacity));
+        let publisher = Arc::clone(&hub);
+        let (store, writer) = Store::open(
+            &config.db_path,
+            Box::new(move |messages| publisher.publish(messages)),
+        )?;
+        let state = Arc::new(AppState {
+            auth: Authenticator::new(store.clone()),
+            limiter: RateLimiter::new(f64::from(config.rate_per_sec), config.rate_burst),
+            login_limiter: RateLimiter::new(
+                if config.login_burst == 0 {
+                    0.0
+                } else {
+                    1.0 / config.login_refill.as_secs_f64()
+                },
+                config.login_burst,
+            ),
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            store,
+            hub,
+            config,
+        });
+        Ok(Server { state, writer })
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let Server { state, writer } = self;
+        tokio::pin!(shutdown);
+
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Usually out of file descriptors: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
                         }
                     };
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "http connection ended with an error");
-                    }
-                });
+                    let _ = tcp.set_nodelay(true);
+                    let conn_state = Arc::clone(&state);
+                    let service = service_fn(move |req| crate::http::handle(req, Arc::clone(&conn_state)));
+                    let conn = http1::Builder::new()
+                        // A client that never finishes its headers must not hold a task forever.
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .with_upgrades();
+                    let stop = state.shutdown.clone();
+                    state.tasks.spawn(async move {
+                        tokio::pin!(conn);
+                        let result = tokio::select! {
+                            r = conn.as_mut() => r,
+                            () = stop.cancelled() => {
+                                // Finish the request in flight, then close; idle keep-alive
+                                // connections close at once.
+                                conn.as_mut().graceful_shutdown();
+                                conn.await
+                            }
+                        };
+                        if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "http connection ended with an error");
+                        }
+                    });
+                }
             }
         }
-    }
 
-    tracing::info!("shutting down");
-    drop(listener);
-    state.shutdown.cancel();
-    state.tasks.close();
-    let grace = state.config.shutdown_grace;
-    let drained = tokio::time::timeout(grace, state.tasks.wait()).await;
-    if drained.is_err() {
-        tracing::warn!("some connections did not close within {grace:?}");
-        return Ok(());
+        tracing::info!("shutting down");
+        drop(listener);
+        state.shutdown.cancel();
+        state.tasks.close();
+        let grace = state.config.shutdown_grace;
+        let drained = tokio::time::timeout(grace, state.tasks.wait()).await;
+        if drained.is_err() {
+            tracing::warn!("some connections did not close within {grace:?}");
+            return;
+        }
+        // Every task is done, so this is the last `Store` handle: dropping it lets the writer
+        // commit what is queued and exit.
+        drop(state);
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        tracing::info!("stopped");
     }
-    // Every task is done, so this is the last `Store` handle: dropping it lets the writer
-    // commit what is queued and exit.
-    drop(state);
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    tracing::info!("stopped");
-    Ok(())
 }

@@ -1,4 +1,4 @@
-//! `AppState`: what every handler and connection shares, built once by `server::run`.
+//! `AppState`: what every handler and connection shares, built once by `Server::open`.
 
 use std::sync::Arc;
 

@@ -253,22 +253,32 @@ async fn rate_limit_refuses_and_stores_nothing_extra() {
     );
 }
 
-/// A database file that is not SQLite is refused at startup with a clear message.
+/// A database file that is not SQLite, or one that cannot be created, is refused at startup
+/// with one clear line, before anything listens (so a script waiting for "listening on"
+/// never takes a failing server for a ready one), and the file is left as it was.
 #[test]
-fn corrupt_database_file_is_a_clear_startup_error() {
+fn unusable_database_files_are_clear_startup_errors() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("natter.db");
-    std::fs::write(
-        &db,
-        b"this is not a database, just text that fills the header....",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_natter-server"))
-        .args(["--bind", "127.0.0.1:0", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not a database"), "stderr: {err}");
+    let garbage = b"this is not a database, just text that fills the header....";
+    std::fs::write(&db, garbage).unwrap();
+    let missing_dir = dir.path().join("no such dir").join("natter.db");
+    for (path, why) in [
+        (&db, "not a database"),
+        (&missing_dir, "cannot open or create the file"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_natter-server"))
+            .args(["--bind", "127.0.0.1:0", "--db"])
+            .arg(path)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "stderr: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("listening"), "stdout: {stdout}");
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), garbage);
 }

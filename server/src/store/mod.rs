@@ -38,12 +38,12 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The file could not be opened or is not a natter database.
-    #[error("cannot open database {path}: {source}")]
+    #[error("cannot open database {path}: {reason}")]
     Open {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: rusqlite::Error,
+        /// Why, in words for the person starting the server.
+        reason: String,
     },
     /// The file was written by a newer natter-server.
     #[error(
@@ -334,10 +334,29 @@ impl ReaderPool {
     }
 }
 
+/// Why a database file could not be opened, in one line for the person starting the
+/// server (SQLite's own message repeats the path and its error code).
+fn open_reason(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::CannotOpen) => {
+            "cannot open or create the file (does its directory exist, and may this user write there?)".into()
+        }
+        Some(ErrorCode::NotADatabase) => "the file is not a database (not SQLite, or damaged)".into(),
+        Some(ErrorCode::DatabaseCorrupt) => "the database is damaged".into(),
+        Some(ErrorCode::ReadOnly) => "the file or its directory is read-only".into(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "the database is locked by another process".into()
+        }
+        Some(ErrorCode::PermissionDenied) => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let open_err = |source| StoreError::Open {
+    let open_err = |source: rusqlite::Error| StoreError::Open {
         path: path.to_owned(),
-        source,
+        reason: open_reason(&source),
     };
     let conn = Connection::open_with_flags(
         path,
@@ -366,7 +385,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|source| StoreError::Open {
             path: path.to_owned(),
-            source,
+            reason: open_reason(&source),
         })?;
     let applied = usize::try_from(version).unwrap_or(usize::MAX);
     if applied > MIGRATIONS.len() {
