@@ -46,8 +46,6 @@ pub struct Subscription {
     pub rx: mpsc::Receiver<Outbound>,
     /// Cancelled when the queue overflowed: close the connection.
     pub overflowed: CancellationToken,
-    /// Users online when this connection registered, sorted by name.
-    pub online: Vec<Username>,
 }
 
 struct Peer {
@@ -85,8 +83,9 @@ impl Hub {
 
     /// Adds a connection for `user`. If it is the user's first, every other connection is
     /// told they are online. Register before reading history, so nothing committed after the
-    /// read can be missed. The subscription carries who was online at that moment (this
-    /// user included): presence changes after it arrive through the queue.
+    /// read can be missed. Who is online is `GET /api/users/`'s answer, not the
+    /// subscription's: a list per connection would cost every connect O(users) under this
+    /// lock, and every idle socket a write buffer grown to its size.
     pub fn register(&self, user: &Username) -> Subscription {
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(self.queue_capacity);
@@ -108,14 +107,7 @@ impl Hub {
                 },
             );
         }
-        let mut online: Vec<Username> = users.values().map(|u| u.username.clone()).collect();
-        online.sort_by_key(Username::key);
-        Subscription {
-            id,
-            rx,
-            overflowed,
-            online,
-        }
+        Subscription { id, rx, overflowed }
     }
 
     /// Removes a connection; if it was the user's last, everyone is told they are offline.
@@ -280,7 +272,6 @@ mod tests {
         let a1 = hub.register(&name("a"));
         let a2 = hub.register(&name("a"));
         assert_eq!(drain(&mut watcher).len(), 1);
-        assert_eq!(a2.online, vec![name("a"), name("w")]);
         hub.unregister(&name("a"), a1.id);
         assert!(drain(&mut watcher).is_empty());
         assert!(hub.is_online(&name("A")));

@@ -5,9 +5,9 @@
 //! 2. With `?after=ID`, replay the visible history after ID from the store, in pages. A
 //!    message committed during the replay is both in the store and in the queue; it is sent
 //!    once because queued messages with an id at or below the last replayed one are skipped.
-//! 3. Send `ready` and a `presence` frame for each user online at registration (changes
-//!    after that come through the queue), then loop: frames from the client go to the store (several may be in
-//!    flight; the writer keeps their order), and queued frames go to the client in batches.
+//! 3. Send `ready`, then loop: frames from the client go to the store (several may be in
+//!    flight; the writer keeps their order), and queued frames (messages, presence changes)
+//!    go to the client in batches.
 //! 4. On any exit (client close, error, silence, overflow, shutdown), unregister.
 //!
 //! A send is acknowledged by its echo, which reaches this connection through the hub after
@@ -38,9 +38,6 @@ const MAX_IN_FLIGHT: usize = 256;
 
 /// Messages per replay page.
 const REPLAY_PAGE: usize = 1000;
-
-/// Presence frames of the online list written before one flush (see `replay`).
-const PRESENCE_FLUSH_FRAMES: usize = 16;
 
 /// Queued frames written before one flush.
 const WRITE_BATCH: usize = 256;
@@ -90,10 +87,7 @@ where
     tracing::info!("connected");
     let (mut sink, mut stream) = ws.split();
 
-    // Taken out of the subscription so it is freed after `ready`, not held for the
-    // connection's life (one name per online user, on every connection).
-    let online = std::mem::take(&mut sub.online);
-    let end = match replay(&mut sink, &conn, online).await {
+    let end = match replay(&mut sink, &conn).await {
         Ok(last_replayed) => session(&mut sink, &mut stream, &conn, &mut sub, last_replayed).await,
         Err(Failure::Socket) => End::Error,
         Err(Failure::Store(e)) => {
@@ -129,12 +123,8 @@ enum Failure {
     Store(StoreError),
 }
 
-/// Step 2, the `ready` frame and who is online; returns the newest id replayed.
-async fn replay<K>(
-    sink: &mut K,
-    conn: &Connection,
-    online: Vec<natter_shared::Username>,
-) -> Result<Option<MessageId>, Failure>
+/// Steps 2 and 3: the replay and the `ready` frame; returns the newest id replayed.
+async fn replay<K>(sink: &mut K, conn: &Connection) -> Result<Option<MessageId>, Failure>
 where
     K: Sink<WsMessage, Error = WsError> + Unpin,
 {
@@ -173,20 +163,6 @@ where
     sink.feed(WsMessage::text(ready.encode()))
         .await
         .map_err(|_| Failure::Socket)?;
-    for (i, username) in online.into_iter().enumerate() {
-        let presence = ServerFrame::Presence {
-            username,
-            online: true,
-        };
-        sink.feed(WsMessage::text(presence.encode()))
-            .await
-            .map_err(|_| Failure::Socket)?;
-        // tungstenite's write buffer keeps the capacity it grew to: flushing every few
-        // frames keeps a long online list from leaving kilobytes on every idle connection.
-        if i % PRESENCE_FLUSH_FRAMES == PRESENCE_FLUSH_FRAMES - 1 {
-            sink.flush().await.map_err(|_| Failure::Socket)?;
-        }
-    }
     sink.flush().await.map_err(|_| Failure::Socket)?;
     Ok(last)
 }
