@@ -51,15 +51,39 @@ fn register(home: &Path, server: &str, name: &str) {
     assert!(o.status.success(), "{o:?}");
 }
 
+/// A server on a fresh database and alice registered, her files under `a`.
+struct Setup {
+    /// Kept for its lifetime: the temporary directory holds everything.
+    dir: tempfile::TempDir,
+    server: Server,
+    a: std::path::PathBuf,
+    url: String,
+}
+
+fn alice_registered() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("chat.db"));
+    let a = dir.path().join("a");
+    let url = server.url();
+    register(&a, &url, "alice");
+    Setup {
+        dir,
+        server,
+        a,
+        url,
+    }
+}
+
 /// With the server stopped, `send -` keeps every line in the outbox and exits with the
 /// network code; the next `send` delivers them first, in order, then its own, each once.
 #[test]
 fn an_unreachable_server_keeps_the_lines_for_the_next_send() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("chat.db"));
-    let a = dir.path().join("a");
-    let url = server.url();
-    register(&a, &url, "alice");
+    let Setup {
+        dir: _dir,
+        mut server,
+        a,
+        url,
+    } = alice_registered();
     server.kill();
 
     let o = send_stdin(
@@ -100,11 +124,12 @@ fn an_unreachable_server_keeps_the_lines_for_the_next_send() {
 /// receiver) leaves the outbox with one line on stderr, and does not hold up the new one.
 #[test]
 fn an_earlier_message_refused_for_good_is_dropped_and_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("chat.db"));
-    let a = dir.path().join("a");
-    let url = server.url();
-    register(&a, &url, "alice");
+    let Setup {
+        dir: _dir,
+        mut server,
+        a,
+        url,
+    } = alice_registered();
     server.kill();
 
     let o = run(natter(&a, &url).args(["send", "--retry-for", "1", "--to", "nobody", "psst"]));
@@ -134,11 +159,12 @@ fn an_earlier_message_refused_for_good_is_dropped_and_reported() {
 /// skipped, and the order is kept.
 #[test]
 fn a_killed_send_loses_no_line_it_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("chat.db"));
-    let a = dir.path().join("a");
-    let url = server.url();
-    register(&a, &url, "alice");
+    let Setup {
+        dir: _dir,
+        server: _server,
+        a,
+        url,
+    } = alice_registered();
 
     let mut child = natter(&a, &url)
         .args(["send", "-"])
@@ -200,11 +226,12 @@ fn a_killed_send_loses_no_line_it_read() {
 /// once, and each one's lines keep their order.
 #[test]
 fn two_sends_at_once_store_each_line_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("chat.db"));
-    let a = dir.path().join("a");
-    let url = server.url();
-    register(&a, &url, "alice");
+    let Setup {
+        dir: _dir,
+        server: _server,
+        a,
+        url,
+    } = alice_registered();
 
     let spawn = || {
         natter(&a, &url)
