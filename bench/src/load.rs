@@ -140,7 +140,7 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens every connection (at most [`CONNECT_CONCURRENCY`] at a time) and waits for
+    /// Opens every connection (at most `CONNECT_CONCURRENCY` at a time) and waits for
     /// each one's `ready`. Connections that fail are counted as errors and left out.
     pub async fn connect(specs: Vec<ConnSpec>) -> Session {
         let phase = Arc::new(AtomicU32::new(0));

@@ -2,7 +2,7 @@
 //!
 //! Decoding is lenient where the seed was (a frame without `type` is a chat message,
 //! `text` is accepted for `message`, an empty `receiver_username` means everyone) and strict
-//! everywhere else: every rule a message must meet is checked in [`SendMessage::from_raw`],
+//! everywhere else: every rule a message must meet is checked in `SendMessage::from_raw`,
 //! so the REST handler and the WebSocket connection cannot disagree.
 
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! Up/Down in the message field: what was sent before, newest first, as irssi and weechat
 //! do. Only what left the message field is kept (messages and slash commands, never a
-//! password), for this run only, the last [`KEEP`] of them.
+//! password), for this run only, the last 100 of them.
 //!
 //! Browsing starts from the line being typed (the draft) and Down past the newest entry
 //! brings the draft back, so looking up an old line never loses a new one.

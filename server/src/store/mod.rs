@@ -1,7 +1,7 @@
 //! The store: the only code that writes SQL.
 //!
 //! One SQLite file in WAL mode. All writes go through a single writer thread
-//! ([`writer`]) that group-commits whatever has queued up: many concurrent sends share one
+//! (`writer`) that group-commits whatever has queued up: many concurrent sends share one
 //! transaction and one fsync, and each caller is answered only after that commit. Reads use
 //! a small pool of separate connections, which WAL lets run beside the writer.
 //!

@@ -1,7 +1,7 @@
 //! The network task of the chat screen: an actor that owns the socket and reports
 //! [`NetEvent`]s, taking [`Cmd`]s in order over a channel. The app never waits on it.
 //!
-//! One identity at a time ([`session`]): authenticate (stored token, else register with a
+//! One identity at a time (`session`): authenticate (stored token, else register with a
 //! generated password, else ask), load history, open the socket with `?after=<last id>`,
 //! flush the outbox over it, and on any drop come back with backoff and jitter (0.5 s → 30 s).
 //! While the socket is down, HTTP is probed every [`POLL_INTERVAL`]: if it answers, the
