@@ -83,7 +83,9 @@ impl ServerError {
             ErrorCode::InvalidJson | ErrorCode::InvalidField | ErrorCode::UnknownType => {
                 StatusCode::BAD_REQUEST
             }
-            ErrorCode::BinaryFrame => StatusCode::BAD_REQUEST,
+            ErrorCode::BinaryFrame | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unauthorized | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
@@ -92,9 +94,11 @@ impl ServerError {
             ErrorCode::UsernameTaken => StatusCode::CONFLICT,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
-            ErrorCode::TooManyConnections | ErrorCode::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorCode::TooManyConnections
+            | ErrorCode::ShuttingDown
+            | ErrorCode::Busy
+            | ErrorCode::StorageUnavailable
+            | ErrorCode::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -41,6 +41,20 @@ pub enum ErrorCode {
     TooManyConnections,
     /// The server is shutting down.
     ShuttingDown,
+    /// The server is too busy for this request right now (e.g. its password-hashing queue
+    /// is full); retry in a moment.
+    Busy,
+    /// The request's head or body did not arrive within the server's deadline.
+    RequestTimeout,
+    /// The HTTP request itself is malformed (bad request line, bad header).
+    BadRequest,
+    /// The request's headers are larger than the server accepts.
+    HeadersTooLarge,
+    /// The database cannot be written right now (its file was deleted or became read-only,
+    /// or an I/O error); nothing was stored.
+    StorageUnavailable,
+    /// The disk holding the database is full; nothing was stored.
+    StorageFull,
     /// A fault on the server's side (a bug or a failing disk), never a client's mistake.
     Internal,
 }
@@ -65,6 +79,12 @@ impl ErrorCode {
             ErrorCode::UpgradeRequired => "upgrade_required",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Busy => "busy",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::StorageFull => "storage_full",
             ErrorCode::Internal => "internal",
         }
     }

@@ -255,7 +255,17 @@ impl Actor {
                                 .and_then(|c| s.queue.iter().find(|o| o.client_id.as_str() == c))
                                 .map(|o| o.client_id.clone());
                             match (mine, error.code) {
-                                (Some(cid), ErrorCode::RateLimited | ErrorCode::Internal) => {
+                                (
+                                    Some(cid),
+                                    ErrorCode::RateLimited
+                                    | ErrorCode::Internal
+                                    | ErrorCode::Busy
+                                    | ErrorCode::ShuttingDown
+                                    | ErrorCode::StorageUnavailable
+                                    | ErrorCode::StorageFull,
+                                ) => {
+                                    // Nothing was stored: the server may take it later.
+
                                     resend.push(cid);
                                     resend_at = Some(Instant::now() + RATE_LIMIT_PAUSE);
                                 }
