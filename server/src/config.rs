@@ -31,6 +31,12 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long shutdown waits for connections to close before giving up on them.
     pub shutdown_grace: Duration,
+    /// A WebSocket that accepts no data for this long is closed (1008) and its slot freed.
+    pub write_timeout: Duration,
+    /// Test hook: while this says `true`, connection tasks stall before writing queued
+    /// frames, as a scheduling hiccup or a slow machine would stall them.
+    #[doc(hidden)]
+    pub pause_writes: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Config {
@@ -48,6 +54,8 @@ impl Config {
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(4),
+            write_timeout: Duration::from_secs(30),
+            pause_writes: None,
         }
     }
 }

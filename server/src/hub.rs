@@ -4,20 +4,25 @@
 //! (publishing is a loop of `try_send`, called from the store's writer thread). Each message
 //! is serialized once; every receiving connection gets a clone of the same bytes.
 //!
-//! Queues are bounded. A connection whose queue is full is marked overflowed and receives
-//! nothing more: its task closes it with 1013 and the client resumes with `?after=` from the
-//! last message it got. Skipping one message but delivering a later one would make that
-//! resume skip the gap, so after the first miss, nothing.
+//! Queues are bounded, and a full one cuts nobody. A connection whose queue is full is
+//! marked *lagging*: the hub stops queueing for it and wakes its task, which sends what is
+//! queued and then pages the messages it missed from the store (they are all there: the hub
+//! only ever sees committed messages), until it has caught up; then it calls
+//! [`Hub::rejoin`] and reads the store once more, the same register-before-read rule that
+//! makes `?after=` gap-free. Skipping one message but queueing a later one would let that
+//! read skip the gap, so after the first miss, no message is queued until the rejoin.
+//! Presence changes while lagging are not lost either: the hub keeps the newest one per
+//! user for the connection and hands them over at the rejoin. Memory per connection stays
+//! bounded by the queue, plus one presence frame per user whose status changed meanwhile.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use natter_shared::{Message, MessageId, ServerFrame, Username};
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_util::sync::CancellationToken;
 
 /// A connection's id, unique for the life of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,11 +36,30 @@ impl std::fmt::Display for ConnId {
 
 /// A frame queued for one connection.
 #[derive(Debug, Clone)]
-pub struct Outbound {
-    /// The chat message's id, so a resuming connection can skip what it replayed.
-    pub id: Option<MessageId>,
-    /// The encoded frame; cloning shares the bytes.
-    pub frame: WsMessage,
+pub enum Outbound {
+    /// A chat message; its id lets a connection skip what it already sent.
+    Message {
+        /// The message's id.
+        id: MessageId,
+        /// The encoded frame; cloning shares the bytes.
+        frame: WsMessage,
+    },
+    /// A user came online or went offline.
+    Presence {
+        /// Whose status (case-folded name): a newer change replaces an older one.
+        user_key: String,
+        /// The encoded frame.
+        frame: WsMessage,
+    },
+}
+
+impl Outbound {
+    /// The encoded frame.
+    pub fn frame(&self) -> &WsMessage {
+        match self {
+            Outbound::Message { frame, .. } | Outbound::Presence { frame, .. } => frame,
+        }
+    }
 }
 
 /// What a connection holds after registering.
@@ -44,13 +68,21 @@ pub struct Subscription {
     pub id: ConnId,
     /// Frames to send, in order.
     pub rx: mpsc::Receiver<Outbound>,
-    /// Cancelled when the queue overflowed: close the connection.
-    pub overflowed: CancellationToken,
+    /// Notified when the queue overflowed: the hub queues no more messages until
+    /// [`Hub::rejoin`], and the connection catches up from the store.
+    pub lagged: Arc<Notify>,
+    /// The newest message id published before this connection registered: every later one
+    /// is queued for it (or, if it lags, left for it to read from the store).
+    pub live_after: MessageId,
 }
 
 struct Peer {
     tx: mpsc::Sender<Outbound>,
-    overflowed: CancellationToken,
+    lagged: Arc<Notify>,
+    /// Set by the hub when the queue overflowed, cleared by [`Hub::rejoin`].
+    lagging: bool,
+    /// While lagging: the newest presence frame per user, handed over at the rejoin.
+    missed_presence: HashMap<String, Outbound>,
 }
 
 struct UserConns {
@@ -58,9 +90,15 @@ struct UserConns {
     conns: HashMap<ConnId, Peer>,
 }
 
+struct Inner {
+    users: HashMap<String, UserConns>,
+    /// The newest message id published; see [`Subscription::live_after`].
+    last_published: MessageId,
+}
+
 /// Connected users and their queues.
 pub struct Hub {
-    users: Mutex<HashMap<String, UserConns>>,
+    inner: Mutex<Inner>,
     next_id: AtomicU64,
     queue_capacity: usize,
 }
@@ -69,16 +107,26 @@ impl Hub {
     /// A hub whose per-connection queues hold `queue_capacity` frames.
     pub fn new(queue_capacity: usize) -> Self {
         Hub {
-            users: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner {
+                users: HashMap::new(),
+                last_published: MessageId(0),
+            }),
             next_id: AtomicU64::new(1),
             queue_capacity: queue_capacity.max(1),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserConns>> {
+    /// Tells the hub the newest message already in the store at start, so a connection that
+    /// registers before anything is published knows where live delivery begins.
+    pub fn stored_up_to(&self, id: MessageId) {
+        let mut inner = self.lock();
+        inner.last_published = inner.last_published.max(id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock leaves the map consistent (every update is a
-        // single insert or remove), so a poisoned lock is still usable.
-        self.users.lock().unwrap_or_else(|p| p.into_inner())
+        // single insert, remove or flag), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Adds a connection for `user`. If it is the user's first, every other connection is
@@ -89,39 +137,63 @@ impl Hub {
     pub fn register(&self, user: &Username) -> Subscription {
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(self.queue_capacity);
-        let overflowed = CancellationToken::new();
-        let mut users = self.lock();
-        let entry = users.entry(user.key()).or_insert_with(|| UserConns {
+        let lagged = Arc::new(Notify::new());
+        let mut inner = self.lock();
+        let live_after = inner.last_published;
+        let key = user.key();
+        if !inner.users.contains_key(&key) {
+            Self::deliver_all(&mut inner.users, &presence_frame(user, true));
+        }
+        let entry = inner.users.entry(key).or_insert_with(|| UserConns {
             username: user.clone(),
             conns: HashMap::new(),
         });
-        if entry.conns.is_empty() {
-            Self::deliver_all(&users, &presence_frame(user, true));
+        entry.conns.insert(
+            id,
+            Peer {
+                tx,
+                lagged: Arc::clone(&lagged),
+                lagging: false,
+                missed_presence: HashMap::new(),
+            },
+        );
+        Subscription {
+            id,
+            rx,
+            lagged,
+            live_after,
         }
-        if let Some(entry) = users.get_mut(&user.key()) {
-            entry.conns.insert(
-                id,
-                Peer {
-                    tx,
-                    overflowed: overflowed.clone(),
-                },
-            );
-        }
-        Subscription { id, rx, overflowed }
     }
 
     /// Removes a connection; if it was the user's last, everyone is told they are offline.
     pub fn unregister(&self, user: &Username, id: ConnId) {
-        let mut users = self.lock();
+        let mut inner = self.lock();
         let key = user.key();
-        let Some(entry) = users.get_mut(&key) else {
+        let Some(entry) = inner.users.get_mut(&key) else {
             return;
         };
         entry.conns.remove(&id);
         if entry.conns.is_empty() {
-            users.remove(&key);
-            Self::deliver_all(&users, &presence_frame(user, false));
+            inner.users.remove(&key);
+            Self::deliver_all(&mut inner.users, &presence_frame(user, false));
         }
+    }
+
+    /// Ends a connection's lag: from now on messages are queued for it again. Returns the
+    /// presence changes it missed meanwhile (the newest per user), for it to send first.
+    /// The caller then reads the store once more, since what was committed before this call
+    /// is not queued.
+    pub fn rejoin(&self, user: &Username, id: ConnId) -> Vec<Outbound> {
+        let mut inner = self.lock();
+        let Some(peer) = inner
+            .users
+            .get_mut(&user.key())
+            .and_then(|u| u.conns.get_mut(&id))
+        else {
+            return Vec::new();
+        };
+        peer.lagging = false;
+        peer.missed_presence.drain().map(|(_, out)| out).collect()
     }
 
     /// Delivers committed messages, in the order given (the store's id order), to every
@@ -130,20 +202,22 @@ impl Hub {
         // Encode before taking the lock: each message once, shared by every receiver.
         let frames: Vec<Outbound> = messages
             .iter()
-            .map(|m| Outbound {
-                id: Some(m.id),
+            .map(|m| Outbound::Message {
+                id: m.id,
                 frame: WsMessage::text(ServerFrame::encode_chat_message(m)),
             })
             .collect();
-        let users = self.lock();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
         for (m, out) in messages.iter().zip(&frames) {
+            inner.last_published = inner.last_published.max(m.id);
             match &m.receiver_username {
-                None => Self::deliver_all(&users, out),
+                None => Self::deliver_all(&mut inner.users, out),
                 Some(receiver) => {
                     let sender_key = m.sender_username.key();
                     let receiver_key = receiver.key();
                     for key in [&sender_key, &receiver_key] {
-                        if let Some(u) = users.get(key) {
+                        if let Some(u) = inner.users.get_mut(key) {
                             Self::deliver_user(u, out);
                         }
                         if sender_key == receiver_key {
@@ -155,22 +229,25 @@ impl Hub {
         }
     }
 
-    fn deliver_all(users: &HashMap<String, UserConns>, out: &Outbound) {
-        for u in users.values() {
+    fn deliver_all(users: &mut HashMap<String, UserConns>, out: &Outbound) {
+        for u in users.values_mut() {
             Self::deliver_user(u, out);
         }
     }
 
-    fn deliver_user(u: &UserConns, out: &Outbound) {
-        for (id, peer) in &u.conns {
-            if peer.overflowed.is_cancelled() {
+    fn deliver_user(u: &mut UserConns, out: &Outbound) {
+        for (id, peer) in &mut u.conns {
+            if peer.lagging {
+                peer.keep_missed(out);
                 continue;
             }
             match peer.tx.try_send(out.clone()) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
-                    tracing::warn!(conn_id = %id, user = %u.username, "outbound queue full; closing slow connection");
-                    peer.overflowed.cancel();
+                    tracing::debug!(conn_id = %id, user = %u.username, "outbound queue full; catching up from the store");
+                    peer.lagging = true;
+                    peer.keep_missed(out);
+                    peer.lagged.notify_one();
                 }
                 // The task is ending and will unregister itself.
                 Err(TrySendError::Closed(_)) => {}
@@ -180,18 +257,28 @@ impl Hub {
 
     /// Whether `user` has at least one connection.
     pub fn is_online(&self, user: &Username) -> bool {
-        self.lock().contains_key(&user.key())
+        self.lock().users.contains_key(&user.key())
     }
 
     /// Open connections, all users together.
     pub fn connection_count(&self) -> usize {
-        self.lock().values().map(|u| u.conns.len()).sum()
+        self.lock().users.values().map(|u| u.conns.len()).sum()
+    }
+}
+
+impl Peer {
+    /// A frame not queued while lagging: a message is in the store; a presence change is
+    /// kept (the newest per user) for the rejoin.
+    fn keep_missed(&mut self, out: &Outbound) {
+        if let Outbound::Presence { user_key, .. } = out {
+            self.missed_presence.insert(user_key.clone(), out.clone());
+        }
     }
 }
 
 fn presence_frame(user: &Username, online: bool) -> Outbound {
-    Outbound {
-        id: None,
+    Outbound::Presence {
+        user_key: user.key(),
         frame: WsMessage::text(
             ServerFrame::Presence {
                 username: user.clone(),
@@ -222,9 +309,13 @@ mod tests {
         }
     }
 
+    /// What is queued: `Some(id)` for a message, `None` for a presence frame.
     fn drain(s: &mut Subscription) -> Vec<Option<MessageId>> {
         std::iter::from_fn(|| s.rx.try_recv().ok())
-            .map(|o| o.id)
+            .map(|o| match o {
+                Outbound::Message { id, .. } => Some(id),
+                Outbound::Presence { .. } => None,
+            })
             .collect()
     }
 
@@ -247,20 +338,41 @@ mod tests {
         assert_eq!(drain(&mut c), some(&[2]));
     }
 
-    /// A full queue marks the connection overflowed and it gets nothing after the miss.
+    /// A full queue marks the connection lagging and wakes it; it gets no message after the
+    /// miss (they are in the store) until it rejoins, and then gets the presence changes it
+    /// missed, the newest per user.
     #[test]
-    fn full_queue_overflows_and_stops_delivery() {
+    fn full_queue_lags_until_rejoin() {
         let hub = Hub::new(2);
         let mut slow = hub.register(&name("slow"));
         drain(&mut slow);
         hub.publish(&[msg(1, "x", None), msg(2, "x", None), msg(3, "x", None)]);
-        assert!(slow.overflowed.is_cancelled());
         assert_eq!(
             drain(&mut slow),
             vec![Some(MessageId(1)), Some(MessageId(2))]
         );
+        // The miss woke the connection (a stored permit: this resolves at once).
+        let woke = futures_util::FutureExt::now_or_never(slow.lagged.notified());
+        assert!(woke.is_some(), "lagging connection was notified");
         hub.publish(&[msg(4, "x", None)]);
-        assert!(drain(&mut slow).is_empty());
+        let bob = hub.register(&name("bob"));
+        hub.unregister(&name("bob"), bob.id);
+        let carol = hub.register(&name("carol"));
+        assert!(drain(&mut slow).is_empty(), "nothing queued while lagging");
+        let missed = hub.rejoin(&name("slow"), slow.id);
+        let mut missed: Vec<String> = missed
+            .iter()
+            .map(|o| o.frame().to_text().unwrap().to_owned())
+            .collect();
+        missed.sort();
+        assert_eq!(missed.len(), 2, "one frame per user: {missed:?}");
+        assert!(missed[0].contains("bob") && missed[0].contains("false"));
+        assert!(missed[1].contains("carol") && missed[1].contains("true"));
+        hub.publish(&[msg(5, "x", None)]);
+        assert_eq!(drain(&mut slow), vec![Some(MessageId(5))]);
+        let late = hub.register(&name("late"));
+        assert_eq!(late.live_after, MessageId(5));
+        drop(carol);
     }
 
     /// Presence is announced on the first connection and the last disconnection only.

@@ -35,13 +35,18 @@ struct Args {
     /// Longest message, in characters.
     #[arg(long, env = "NATTER_MAX_MESSAGE_CHARS", default_value_t = natter_shared::validate::MAX_TEXT_CHARS)]
     max_message_chars: usize,
-    /// Frames queued per connection before a too-slow reader is disconnected.
+    /// Frames queued per connection; a reader that falls further behind is sent the rest
+    /// from the database, so nobody is disconnected for it.
     #[arg(long, env = "NATTER_QUEUE_CAPACITY", default_value_t = 1024)]
     queue_capacity: usize,
     /// Seconds a WebSocket may stay silent (no frame, no pong) before it is dropped; the
     /// server pings at a third of this.
     #[arg(long, env = "NATTER_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: u64,
+    /// Seconds a WebSocket may accept no data (a client that stopped reading) before it is
+    /// closed with 1008 and its slot freed.
+    #[arg(long, env = "NATTER_WRITE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    write_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +81,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.queue_capacity = args.queue_capacity;
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
     config.ping_interval = config.idle_timeout / 3;
+    config.write_timeout = std::time::Duration::from_secs(args.write_timeout);
     // The database first: a file that cannot be used is an error before anything listens,
     // so "listening on" below always means ready.
     let server = Server::open(config)?;

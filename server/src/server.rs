@@ -44,6 +44,7 @@ impl Server {
             &config.db_path,
             Box::new(move |messages| publisher.publish(messages)),
         )?;
+        hub.stored_up_to(store.newest_message_id()?);
         let state = Arc::new(AppState {
             auth: Authenticator::new(store.clone()),
             limiter: RateLimiter::new(f64::from(config.rate_per_sec), config.rate_burst),

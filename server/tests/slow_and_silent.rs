@@ -1,5 +1,5 @@
-//! Connections that cannot keep up, or go silent, are closed instead of costing the server
-//! unbounded memory, and lose nothing: they resume with `?after=`.
+//! Connections that fall behind catch up from the store instead of being cut; connections
+//! that stop reading altogether, or go silent, are closed instead of holding their slot.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,28 +10,120 @@ use common::TestServer;
 use natter_shared::ServerFrame;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-/// A reader that stops reading overflows its small queue and is closed with 1013; resuming
-/// after the last id it received yields every remaining message, with no gap.
+/// A reader that stops reading while 20 MB are sent to it overflows its small queue many
+/// times over and is not closed: it is sent the rest from the store, and gets every message
+/// once, in order, when it reads again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_reader_is_closed_with_1013_and_resumes_without_gap() {
+async fn slow_reader_catches_up_from_the_store_without_a_close() {
     const TOTAL: usize = 5000;
     let server = TestServer::start_with(&["--queue-capacity", "8"]);
     let [a, slow] = server.register_all(["alice", "slow"]).await;
     let (mut reader, _) = server.connect(&slow, None).await;
-    // ~4 KB each: 20 MB in all, more than loopback socket buffers hold. Sent over REST by
-    // a few concurrent tasks, so the sender is not a (slow) reader itself.
-    let text = "z".repeat(4000);
+    // ~4 KB each: 20 MB in all, more than loopback socket buffers hold.
+    post_concurrently(&server, &a, TOTAL, 4000).await;
+    let ids = read_ids(&mut reader, TOTAL, None).await;
+    assert_in_order(&ids, TOTAL);
+}
+
+/// Readers that stop reading for 2 s in the middle of a burst (each at its own point) get
+/// every message once, in order, and none is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_pausing_mid_burst_get_everything_in_order() {
+    const TOTAL: usize = 5000;
+    let server = TestServer::start_with(&["--queue-capacity", "8"]);
+    let [a, r1, r2, r3] = server
+        .register_all(["alice", "pauser1", "pauser2", "steady"])
+        .await;
+    let mut readers = Vec::new();
+    for (token, pause_at) in [(&r1, Some(500)), (&r2, Some(2500)), (&r3, None)] {
+        let (mut ws, _) = server.connect(token, None).await;
+        readers.push(tokio::spawn(async move {
+            read_ids(&mut ws, TOTAL, pause_at).await
+        }));
+    }
+    post_concurrently(&server, &a, TOTAL, 4000).await;
+    for r in readers {
+        assert_in_order(&r.await.unwrap(), TOTAL);
+    }
+}
+
+/// A client that never reads is closed once its socket has accepted nothing for the write
+/// timeout, and its user goes offline; a healthy reader beside it gets everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_that_never_reads_is_cut_after_the_write_timeout() {
+    use tokio::io::AsyncWriteExt;
+    const TOTAL: usize = 5000;
+    let server = TestServer::start_with(&["--write-timeout", "2"]);
+    let [a, stuck, watcher] = server.register_all(["alice", "stuck", "watcher"]).await;
+    let (mut watch, _) = server.connect(&watcher, None).await;
+    let mut tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let request = format!(
+        "GET /ws/chat/ HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: Bearer {stuck}\r\n\r\n",
+        server.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    // The watcher sees the stuck user come online.
+    loop {
+        if let ServerFrame::Presence { username, online } = watch.next_frame().await {
+            if username.as_str() == "stuck" && online {
+                break;
+            }
+        }
+    }
+    let reading = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        let mut offline_after = None;
+        while ids.len() < TOTAL || offline_after.is_none() {
+            match watch.next_frame().await {
+                ServerFrame::ChatMessage { message } => ids.push(message.id.0),
+                ServerFrame::Presence { username, online } => {
+                    if username.as_str() == "stuck" && !online {
+                        offline_after = Some(ids.len());
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        ids
+    });
+    // ~4 KB each: 12 MB, more than loopback buffers hold for a reader that never reads.
+    post_concurrently(&server, &a, TOTAL, 4000).await;
+    let ids = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the stuck reader was never cut (or the watcher missed messages)")
+        .unwrap();
+    assert_in_order(&ids, TOTAL);
+    let (_, users) = server.get(&a, "/api/users/").await;
+    let stuck_row = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "stuck")
+        .unwrap();
+    assert_eq!(stuck_row["online"], false, "{users}");
+    drop(tcp);
+}
+
+/// Posts `total` messages of `chars` characters as `token`, from 8 concurrent tasks, so the
+/// sender is not a (slow) reader itself.
+async fn post_concurrently(server: &TestServer, token: &str, total: usize, chars: usize) {
+    let text = "z".repeat(chars);
     let tasks: Vec<_> = (0..8)
         .map(|t| {
-            let (url, a, text) = (server.url("/api/chat/messages/"), a.clone(), text.clone());
+            let (url, token, text) = (
+                server.url("/api/chat/messages/"),
+                token.to_owned(),
+                text.clone(),
+            );
             tokio::spawn(async move {
                 let http = common::http();
-                for n in (t..TOTAL).step_by(8) {
+                for n in (t..total).step_by(8) {
                     let r = http
                         .post(&url)
-                        .bearer_auth(&a)
+                        .bearer_auth(&token)
                         .json(&json!({"text": text, "client_id": format!("s{n}")}))
                         .send()
                         .await
@@ -44,26 +136,34 @@ async fn slow_reader_is_closed_with_1013_and_resumes_without_gap() {
     for t in tasks {
         t.await.unwrap();
     }
-    // Now read what the slow reader was sent before it was cut off.
-    let mut ids = Vec::new();
-    let close = loop {
-        match reader.next_raw().await {
-            Some(WsMessage::Text(t)) => {
-                if let ServerFrame::ChatMessage { message } = ServerFrame::decode(&t).unwrap() {
-                    ids.push(message.id.0);
-                }
-            }
-            Some(WsMessage::Close(frame)) => break frame,
-            other => panic!("unexpected {other:?}"),
+}
+
+/// Reads `total` chat messages (skipping presence), pausing 2 s after `pause_at` of them;
+/// panics on a close frame.
+async fn read_ids(ws: &mut common::Ws, total: usize, pause_at: Option<usize>) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(total);
+    while ids.len() < total {
+        if Some(ids.len()) == pause_at {
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
-    };
-    assert_eq!(close.unwrap().code, CloseCode::Again);
-    assert!(ids.len() < TOTAL, "the reader was cut off early");
-    let last = ids.last().copied().unwrap_or(0);
-    let (_, replayed) = server.connect(&slow, Some(last)).await;
-    ids.extend(replayed.iter().map(|m| m.id.0));
-    assert_eq!(ids.len(), TOTAL, "nothing lost");
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "nothing twice");
+        match ws.next_raw().await {
+            Some(WsMessage::Text(t)) => match ServerFrame::decode(&t).unwrap() {
+                ServerFrame::ChatMessage { message } => ids.push(message.id.0),
+                ServerFrame::Presence { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            },
+            other => panic!("after {} messages: {other:?}", ids.len()),
+        }
+    }
+    ids
+}
+
+fn assert_in_order(ids: &[i64], total: usize) {
+    assert_eq!(ids.len(), total, "nothing lost");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in order, nothing twice"
+    );
 }
 
 /// A peer that never answers pings is dropped after the idle timeout with close 1001. The

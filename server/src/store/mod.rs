@@ -300,6 +300,16 @@ impl Store {
         .await
     }
 
+    /// The newest message id in the store (0 when there is none). Blocking: for start-up.
+    pub fn newest_message_id(&self) -> Result<MessageId, StoreError> {
+        let conn = self.readers.take()?;
+        let newest = conn
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM messages")?
+            .query_row([], |r| r.get(0));
+        self.readers.give_back(conn);
+        Ok(MessageId(newest?))
+    }
+
     /// Runs `f` on a pooled read connection, off the async threads.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where

@@ -1,18 +1,31 @@
 //! One WebSocket connection, from after the 101 to its close.
 //!
 //! Order of events, and why:
-//! 1. Register with the hub first, so every message committed from now on is queued for us.
-//! 2. With `?after=ID`, replay the visible history after ID from the store, in pages. A
-//!    message committed during the replay is both in the store and in the queue; it is sent
-//!    once because queued messages with an id at or below the last replayed one are skipped.
+//! 1. Register with the hub first, so every message committed from now on is queued for us
+//!    (or, should we fall behind, left in the store for us to read).
+//! 2. With `?after=ID`, send the visible history after ID from the store, in pages. A
+//!    message committed meanwhile is both in the store and in the queue; it is sent once
+//!    because queued messages at or below the newest id sent (the *cursor*) are skipped.
 //! 3. Send `ready`, then loop: frames from the client go to the store (several may be in
 //!    flight; the writer keeps their order), and queued frames (messages, presence changes)
 //!    go to the client in batches.
-//! 4. On any exit (client close, error, silence, overflow, shutdown), unregister.
+//! 4. On any exit (client close, error, silence, write timeout, shutdown), unregister.
 //!
-//! A send is acknowledged by its echo, which reaches this connection through the hub after
-//! the commit like any other message; only refusals and duplicates are answered directly.
-//! The loop is generic over the socket so tests can drive it with channels.
+//! Falling behind cuts nobody. When our queue overflows, the hub stops queueing messages for
+//! us and says so (`lagged`); we send what was queued, then page the rest from the store
+//! after the cursor, exactly as in step 2, while still reading the client's frames and
+//! pinging. Once a page comes back short we rejoin the hub (it queues for us again and
+//! hands over the presence changes we missed) and read the store once more, so nothing
+//! committed between the last page and the rejoin is lost; the next short page returns us to
+//! live delivery. The initial replay is the same catch-up, begun already rejoined.
+//!
+//! Every write has a deadline (`write_timeout`): each write hands the socket at most one
+//! frame plus tungstenite's 16 KiB buffer, so a peer that accepts no bytes for that long is
+//! closed with 1008 and its slot, queue and presence freed, instead of holding them forever.
+//!
+//! A send is acknowledged by its echo, which reaches this connection through the hub (or the
+//! store, while catching up) after the commit like any other message; only refusals and
+//! duplicates are answered directly. The loop is generic over the socket.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +33,7 @@ use std::time::Duration;
 
 use futures_util::stream::FuturesOrdered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use natter_shared::{ClientFrame, ErrorBody, ErrorCode, MessageId, ServerFrame};
+use natter_shared::{ClientFrame, ErrorBody, ErrorCode, Message, MessageId, ServerFrame};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -29,15 +42,16 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tracing::Instrument;
 
 use crate::error::ServerError;
-use crate::hub::Outbound;
+use crate::hub::{Outbound, Subscription};
 use crate::state::AppState;
 use crate::store::{HistoryQuery, SendOutcome, StoreError, User};
 
 /// Sends one connection may have waiting for their commit before we stop reading its frames.
 const MAX_IN_FLIGHT: usize = 256;
 
-/// Messages per replay page.
-const REPLAY_PAGE: usize = 1000;
+/// Messages per page read from the store (replay and catch-up). Bounds what one connection
+/// holds at once: 512 messages of at most 4,000 characters is 2 MiB at worst.
+const STORE_PAGE: usize = 512;
 
 /// Queued frames written before one flush.
 const WRITE_BATCH: usize = 256;
@@ -87,14 +101,7 @@ where
     tracing::info!("connected");
     let (mut sink, mut stream) = ws.split();
 
-    let end = match replay(&mut sink, &conn).await {
-        Ok(last_replayed) => session(&mut sink, &mut stream, &conn, &mut sub, last_replayed).await,
-        Err(Failure::Socket) => End::Error,
-        Err(Failure::Store(e)) => {
-            tracing::error!(error = %e, "replay failed");
-            End::Close(CloseCode::Error, "server error during replay; reconnect")
-        }
-    };
+    let end = session(&mut sink, &mut stream, &conn, &mut sub).await;
     state.hub.unregister(&user.username, sub.id);
     match end {
         End::Close(code, reason) => {
@@ -118,110 +125,175 @@ where
     }
 }
 
-enum Failure {
-    Socket,
-    Store(StoreError),
+/// Where this connection's messages come from right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    /// From the hub's queue.
+    Live,
+    /// From the store, after the cursor. `rejoined` once the hub queues for us again: the
+    /// next short page then ends the catch-up.
+    CatchingUp { rejoined: bool },
 }
 
-/// Steps 2 and 3: the replay and the `ready` frame; returns the newest id replayed.
-async fn replay<K>(sink: &mut K, conn: &Connection) -> Result<Option<MessageId>, Failure>
+/// The sending half, with its deadline and the cursor that keeps messages once each.
+struct Outgoing<'a, K> {
+    sink: &'a mut K,
+    /// Every message this connection may see with an id at or below this has been sent, or
+    /// predates the connection and was not asked for.
+    cursor: MessageId,
+    write_timeout: Duration,
+}
+
+impl<K> Outgoing<'_, K>
 where
     K: Sink<WsMessage, Error = WsError> + Unpin,
 {
-    let mut last = None;
-    if let Some(after) = conn.after {
-        let mut cursor = after;
-        loop {
-            let q = HistoryQuery {
-                after: Some(cursor),
-                before: None,
-                limit: REPLAY_PAGE,
-            };
-            let page = conn
-                .state
-                .store
-                .visible_messages(conn.user.id, q)
-                .await
-                .map_err(Failure::Store)?;
-            for m in &page {
-                sink.feed(WsMessage::text(ServerFrame::encode_chat_message(m)))
-                    .await
-                    .map_err(|_| Failure::Socket)?;
-            }
-            let Some(newest) = page.last() else { break };
-            cursor = newest.id;
-            last = Some(cursor);
-            if page.len() < REPLAY_PAGE {
-                break;
-            }
+    /// Hands a frame to the socket's buffer (tungstenite writes it out once the buffer is
+    /// over 16 KiB).
+    async fn feed(&mut self, frame: WsMessage) -> Result<(), End> {
+        self.deadline(|sink| sink.feed(frame)).await
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        self.deadline(|sink| sink.flush()).await
+    }
+
+    async fn send(&mut self, frame: WsMessage) -> Result<(), End> {
+        self.deadline(|sink| sink.send(frame)).await
+    }
+
+    async fn deadline<'s, F>(&'s mut self, op: impl FnOnce(&'s mut K) -> F) -> Result<(), End>
+    where
+        F: Future<Output = Result<(), WsError>> + 's,
+    {
+        match tokio::time::timeout(self.write_timeout, op(self.sink)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Error),
+            Err(_) => Err(End::Close(
+                CloseCode::Policy,
+                "write timeout: the connection accepted no data for too long; reconnect with ?after=<last id>",
+            )),
         }
     }
-    let ready = ServerFrame::Ready {
-        username: conn.user.username.clone(),
-        last_id: last,
-    };
-    sink.feed(WsMessage::text(ready.encode()))
-        .await
-        .map_err(|_| Failure::Socket)?;
-    sink.flush().await.map_err(|_| Failure::Socket)?;
-    Ok(last)
+
+    /// A frame from the hub's queue, unless it is a message already sent.
+    async fn feed_queued(&mut self, out: Outbound) -> Result<(), End> {
+        match out {
+            Outbound::Message { id, frame } => {
+                if id <= self.cursor {
+                    return Ok(());
+                }
+                self.cursor = id;
+                self.feed(frame).await
+            }
+            Outbound::Presence { frame, .. } => self.feed(frame).await,
+        }
+    }
+
+    /// A message read from the store.
+    async fn feed_stored(&mut self, m: &Message) -> Result<(), End> {
+        if m.id <= self.cursor {
+            return Ok(());
+        }
+        self.cursor = m.id;
+        self.feed(WsMessage::text(ServerFrame::encode_chat_message(m)))
+            .await
+    }
 }
 
-/// Step 3: the main loop.
+/// Steps 2 and 3: replay, `ready`, then the main loop.
 async fn session<K, T>(
     sink: &mut K,
     stream: &mut T,
     conn: &Connection,
-    sub: &mut crate::hub::Subscription,
-    last_replayed: Option<MessageId>,
+    sub: &mut Subscription,
 ) -> End
 where
     K: Sink<WsMessage, Error = WsError> + Unpin,
     T: Stream<Item = Result<WsMessage, WsError>> + Unpin,
 {
     let state = &conn.state;
+    // A client resuming after an id that does not exist yet (its server's database was
+    // replaced) gets live delivery from now on rather than nothing until the ids catch up.
+    let start = conn.after.map_or(sub.live_after, |a| a.min(sub.live_after));
+    let mut out = Outgoing {
+        sink,
+        cursor: start,
+        write_timeout: state.config.write_timeout,
+    };
+    let mut feed = if conn.after.is_some() {
+        Feed::CatchingUp { rejoined: true }
+    } else {
+        Feed::Live
+    };
+    let mut ready_sent = false;
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut ping = tokio::time::interval(state.config.ping_interval);
     ping.reset();
     let mut last_heard = Instant::now();
-    let skip =
-        |out: &Outbound| matches!((out.id, last_replayed), (Some(id), Some(last)) if id <= last);
+    let mut pause = state.config.pause_writes.clone();
 
     loop {
+        // `ready` ends the replay: the protocol promises nothing but replayed messages
+        // before it, so the client's frames and pings wait until it is sent.
+        if feed == Feed::Live && !ready_sent {
+            let ready = ServerFrame::Ready {
+                username: conn.user.username.clone(),
+                last_id: (out.cursor > start).then_some(out.cursor),
+            };
+            if let Err(end) = out.send(WsMessage::text(ready.encode())).await {
+                return end;
+            }
+            ready_sent = true;
+            last_heard = Instant::now();
+        }
+        let live = feed == Feed::Live;
         tokio::select! {
             biased;
             () = state.shutdown.cancelled() => {
                 return End::Close(CloseCode::Away, "server shutting down");
             }
-            () = sub.overflowed.cancelled() => {
-                return End::Close(CloseCode::Again, "too slow: outbound queue full; reconnect with ?after=<last id>");
+            () = sub.lagged.notified(), if live => {
+                // The hub queues no more messages for us: send what it did queue (all
+                // older than the first miss), then read the rest from the store.
+                tracing::debug!(cursor = out.cursor.0, "outbound queue full; catching up from the store");
+                while let Ok(o) = sub.rx.try_recv() {
+                    if let Err(end) = out.feed_queued(o).await {
+                        return end;
+                    }
+                }
+                feed = Feed::CatchingUp { rejoined: false };
             }
             Some((client_id, outcome)) = pending.next() => {
                 if let Some(frame) = outcome_frame(client_id, outcome) {
-                    if sink.send(frame).await.is_err() {
-                        return End::Error;
+                    if let Err(end) = out.send(frame).await {
+                        return end;
                     }
                 }
             }
-            queued = sub.rx.recv() => {
-                let Some(out) = queued else { return End::Error };
-                let mut batch = vec![out];
+            queued = sub.rx.recv(), if live => {
+                let Some(first) = queued else { return End::Error };
+                if let Some(p) = &mut pause {
+                    // Test hook: a stalled connection task.
+                    let _ = p.wait_for(|paused| !*paused).await;
+                }
+                let mut batch = vec![first];
                 while batch.len() < WRITE_BATCH {
                     match sub.rx.try_recv() {
                         Ok(o) => batch.push(o),
                         Err(_) => break,
                     }
                 }
-                for out in batch.into_iter().filter(|o| !skip(o)) {
-                    if sink.feed(out.frame).await.is_err() {
-                        return End::Error;
+                for o in batch {
+                    if let Err(end) = out.feed_queued(o).await {
+                        return end;
                     }
                 }
-                if sink.flush().await.is_err() {
-                    return End::Error;
+                if let Err(end) = out.flush().await {
+                    return end;
                 }
             }
-            frame = stream.next(), if pending.len() < MAX_IN_FLIGHT => {
+            frame = stream.next(), if ready_sent && pending.len() < MAX_IN_FLIGHT => {
                 last_heard = Instant::now();
                 match frame {
                     None | Some(Ok(WsMessage::Close(_))) => return End::ClientClosed,
@@ -236,43 +308,98 @@ where
                         return End::Error;
                     }
                     Some(Ok(WsMessage::Text(text))) => {
-                        match admit_frame(conn, text.as_bytes()).await {
-                            Ok(p) => pending.push_back(p),
-                            Err(frame) => {
-                                if sink.send(frame).await.is_err() {
-                                    return End::Error;
-                                }
+                        let reply = match admit_frame(conn, text.as_bytes()).await {
+                            Ok(p) => {
+                                pending.push_back(p);
+                                None
+                            }
+                            Err(frame) => Some(frame),
+                        };
+                        if let Some(frame) = reply {
+                            if let Err(end) = out.send(frame).await {
+                                return end;
                             }
                         }
                     }
                     Some(Ok(WsMessage::Binary(_))) => {
                         let e = error_frame(ErrorCode::BinaryFrame, "binary frames are not supported; send JSON text frames", None);
-                        if sink.send(e).await.is_err() {
-                            return End::Error;
+                        if let Err(end) = out.send(e).await {
+                            return end;
                         }
                     }
                     // tungstenite queues the pong; flush so it leaves now.
                     Some(Ok(WsMessage::Ping(_))) => {
-                        if sink.flush().await.is_err() {
-                            return End::Error;
+                        if let Err(end) = out.flush().await {
+                            return end;
                         }
                     }
                     Some(Ok(WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
                 }
             }
-            _ = ping.tick() => {
+            _ = ping.tick(), if ready_sent => {
                 if last_heard.elapsed() >= state.config.idle_timeout {
                     return End::Close(CloseCode::Away, "no frames or pongs for too long");
                 }
                 if state.auth.is_revoked(&conn.token) {
                     return End::Close(CloseCode::Policy, "logged out: this token was revoked");
                 }
-                if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
-                    return End::Error;
+                if let Err(end) = out.send(WsMessage::Ping(Default::default())).await {
+                    return end;
+                }
+            }
+            () = std::future::ready(()), if !live => {
+                let Feed::CatchingUp { rejoined } = feed else { continue };
+                match catch_up_page(&mut out, conn, sub, rejoined).await {
+                    Ok(next) => feed = next,
+                    Err(end) => return end,
                 }
             }
         }
     }
+}
+
+/// One step of catching up: a page from the store after the cursor. A short page means the
+/// store has nothing newer: the first time, rejoin the hub (and send the presence changes
+/// missed) and read once more; the second, go live.
+async fn catch_up_page<K>(
+    out: &mut Outgoing<'_, K>,
+    conn: &Connection,
+    sub: &Subscription,
+    rejoined: bool,
+) -> Result<Feed, End>
+where
+    K: Sink<WsMessage, Error = WsError> + Unpin,
+{
+    let q = HistoryQuery {
+        after: Some(out.cursor),
+        before: None,
+        limit: STORE_PAGE,
+    };
+    let page = match conn.state.store.visible_messages(conn.user.id, q).await {
+        Ok(page) => page,
+        Err(e) => {
+            tracing::error!(error = %e, "reading missed messages failed");
+            return Err(End::Close(
+                CloseCode::Error,
+                "server error while sending history; reconnect",
+            ));
+        }
+    };
+    for m in &page {
+        out.feed_stored(m).await?;
+    }
+    let next = if page.len() == STORE_PAGE {
+        Feed::CatchingUp { rejoined }
+    } else if !rejoined {
+        for o in conn.state.hub.rejoin(&conn.user.username, sub.id) {
+            out.feed_queued(o).await?;
+        }
+        Feed::CatchingUp { rejoined: true }
+    } else {
+        Feed::Live
+    };
+    out.flush().await?;
+    Ok(next)
 }
 
 /// Decodes and checks a text frame; on success it is queued for storage and the returned

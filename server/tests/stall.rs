@@ -1,0 +1,107 @@
+//! Connection tasks that all stall at once (a scheduling hiccup on a busy machine) while
+//! messages keep coming cut nobody: every queue overflows, every connection catches up from
+//! the store, and each gets every message once, in order. The server runs in-process through
+//! its library `Server::serve`, so a test hook can stall its connection tasks.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::Ws;
+use natter_shared::ServerFrame;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+/// 100 connections whose tasks stall while 300 messages are committed (each queue holds 16)
+/// all receive all 300, in order, and none is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_connection_tasks_cut_nobody() {
+    const CONNS: usize = 100;
+    const USERS: usize = 10;
+    const TOTAL: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let (pause, paused) = tokio::sync::watch::channel(false);
+    let mut config = natter_server::Config::new(dir.path().join("natter.db"));
+    config.queue_capacity = 16;
+    config.rate_per_sec = 0;
+    config.pause_writes = Some(paused);
+    let server = natter_server::Server::open(config).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+
+    let http = common::http();
+    let mut tokens = Vec::new();
+    for u in 0..USERS {
+        let r = http
+            .post(format!("http://{addr}/api/auth/register"))
+            .json(&json!({"username": format!("user{u}"), "password": common::PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.unwrap();
+        tokens.push(body["token"].as_str().unwrap().to_owned());
+    }
+    let mut sockets = Vec::new();
+    for c in 0..CONNS {
+        let mut req = format!("ws://{addr}/ws/chat/")
+            .into_client_request()
+            .unwrap();
+        let bearer = format!("Bearer {}", tokens[c % USERS]);
+        req.headers_mut()
+            .insert("authorization", HeaderValue::from_str(&bearer).unwrap());
+        let (inner, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let mut ws = Ws { inner };
+        while !matches!(ws.next_frame().await, ServerFrame::Ready { .. }) {}
+        sockets.push(ws);
+    }
+
+    pause.send(true).unwrap();
+    for n in 0..TOTAL {
+        let r = http
+            .post(format!("http://{addr}/api/chat/messages/"))
+            .bearer_auth(&tokens[n % USERS])
+            .json(&json!({"text": format!("m{n}"), "client_id": format!("c{n}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // Every post was committed and offered to every queue before it was answered.
+    pause.send(false).unwrap();
+
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                while ids.len() < TOTAL {
+                    match ws.next_raw().await {
+                        Some(WsMessage::Text(t)) => {
+                            if let ServerFrame::ChatMessage { message } =
+                                ServerFrame::decode(&t).unwrap()
+                            {
+                                ids.push(message.id.0);
+                            }
+                        }
+                        other => panic!("after {} messages: {other:?}", ids.len()),
+                    }
+                }
+                ids
+            })
+        })
+        .collect();
+    for r in readers {
+        let ids = r.await.unwrap();
+        assert_eq!(ids.len(), TOTAL);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order, once each");
+    }
+    stop.send(()).unwrap();
+    serving.await.unwrap();
+}
