@@ -77,6 +77,9 @@ impl Server {
             .arg(&db)
             .arg("--rate-limit")
             .arg("0")
+            // The benchmark registers thousands of accounts from one address.
+            .arg("--register-burst")
+            .arg("0")
             .arg("--max-connections")
             .arg(opts.max_connections.to_string())
             .arg("--queue-capacity")

@@ -1,7 +1,11 @@
 //! Passwords, tokens, and "who is this request".
 //!
-//! Passwords are hashed with argon2id (memory-hard) off the async threads, since one hash
-//! takes tens of milliseconds, on two dedicated threads that keep its memory from piling up. Tokens are 256 random bits shown to the client once; the
+//! Passwords are hashed with argon2id (memory-hard), which takes tens of milliseconds, on two
+//! dedicated threads that keep its memory from piling up. Callers wait for them
+//! asynchronously, behind a bounded queue: a flood of registrations or logins gets `busy`
+//! instead of tying up tokio's blocking pool, which the database reads share (before, 1,000
+//! registrations at once held ~500 blocking threads and other users' reads took seconds).
+//! Tokens are 256 random bits shown to the client once; the
 //! database keeps only their SHA-256, so a copy of the file grants nothing. A token never
 //! changes owner, so a verified one is cached in memory until it is revoked (logout).
 //! Revoked tokens are also remembered, so that sockets opened with one notice and close.
@@ -39,9 +43,9 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Hashes a password with argon2id's default parameters into a PHC string (slow: call on
-/// the blocking pool).
-pub fn hash_password(password: &str) -> Result<String, ServerError> {
+/// Hashes a password with argon2id's default parameters into a PHC string, on a hashing
+/// thread; `Busy` when the hashing queue is full.
+pub async fn hash_password(password: &str) -> Result<String, ServerError> {
     let mut salt_bytes = [0u8; 16];
     getrandom::fill(&mut salt_bytes)
         .map_err(|e| ServerError::Internal(format!("no randomness: {e}")))?;
@@ -64,14 +68,14 @@ pub fn hash_password(password: &str) -> Result<String, ServerError> {
         };
         Ok(phc.to_string())
     })
-    .unwrap_or_else(|| Err(ServerError::Internal("hashing thread failed".into())))
+    .await?
 }
 
-/// Checks a password against a stored PHC string (slow: call on the blocking pool). A hash
-/// that does not parse, or is not argon2, verifies nothing.
-pub fn verify_password(password: &str, stored: &str) -> bool {
+/// Checks a password against a stored PHC string, on a hashing thread; `Busy` when the
+/// hashing queue is full. A hash that does not parse, or is not argon2, verifies nothing.
+pub async fn verify_password(password: &str, stored: &str) -> Result<bool, ServerError> {
     let (password, stored) = (password.to_owned(), stored.to_owned());
-    on_hasher(move || verify_phc(password.as_bytes(), &stored).unwrap_or(false)).unwrap_or(false)
+    on_hasher(move || verify_phc(password.as_bytes(), &stored).unwrap_or(false)).await
 }
 
 /// `None` when `stored` is not an argon2 PHC string we can check.
@@ -118,15 +122,23 @@ fn argon2_into(
 /// Threads that run argon2.
 const HASHER_THREADS: usize = 2;
 
+/// Hashes waiting or running beyond which new ones are refused with `busy`. At ~50 ms a
+/// hash on two threads, the last in line waits about 1.6 s.
+const HASH_QUEUE: usize = 64;
+
 type HashJob = Box<dyn FnOnce() + Send>;
 
-/// Runs `f` on one of [`HASHER_THREADS`] long-lived threads and waits for it; `None` if it
-/// panicked. Why not on the calling blocking-pool thread: argon2 needs 19 MiB of working
-/// memory, which each hashing thread keeps (see [`BLOCKS`]); on whichever of the pool's many
-/// threads that would be ~19 MiB per thread (an idle server once reached 650 MB after 40
-/// registrations). Two fixed threads keep two blocks, 38 MiB in all.
-fn on_hasher<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+/// Runs `f` on one of [`HASHER_THREADS`] long-lived threads and waits for it without holding
+/// a thread. Why not on tokio's blocking pool: argon2 needs 19 MiB of working memory, which
+/// each hashing thread keeps (see [`BLOCKS`]); on whichever of the pool's many threads that
+/// would be ~19 MiB per thread (an idle server once reached 650 MB after 40 registrations),
+/// and a flood of hashes would occupy the pool that database reads need.
+async fn on_hasher<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServerError> {
+    static ADMITTED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASH_QUEUE);
     static POOL: OnceLock<Option<std::sync::mpsc::Sender<HashJob>>> = OnceLock::new();
+    let _slot = ADMITTED.try_acquire().map_err(|_| ServerError::Busy)?;
     let pool = POOL.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
         let rx = Arc::new(Mutex::new(rx));
@@ -140,7 +152,7 @@ fn on_hasher<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Optio
                         let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                         let Ok(job) = job else { return };
                         // A panicking job must not take the thread (and every later
-                        // hash) with it; its caller sees `None`.
+                        // hash) with it; its caller sees the reply channel close.
                         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                     }
                 });
@@ -150,23 +162,36 @@ fn on_hasher<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Optio
         }
         Some(tx)
     });
+    let failed = || ServerError::Internal("hashing thread failed".into());
     let Some(pool) = pool else {
         // No threads could be started: hash here, as before.
-        return Some(f());
+        return Ok(f());
     };
-    let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let job: HashJob = Box::new(move || {
         let _ = done_tx.send(f());
     });
-    pool.send(job).ok()?;
-    done_rx.recv().ok()
+    pool.send(job).map_err(|_| failed())?;
+    done_rx.await.map_err(|_| failed())
 }
 
 /// A valid hash of a password nobody has: login runs a verification against it when the
-/// user does not exist, so the reply takes as long as for a wrong password.
+/// user does not exist, so the reply takes as long as for a wrong password. Computed once
+/// (call it at start), with its own memory rather than a hashing thread's.
 pub fn decoy_hash() -> &'static str {
-    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| hash_password("natter-decoy-password").unwrap_or_default())
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        use argon2::password_hash::PasswordHasher;
+        SaltString::encode_b64(b"natter-decoy-salt")
+            .ok()
+            .and_then(|salt| {
+                Argon2::default()
+                    .hash_password(b"natter-decoy-password", &salt)
+                    .ok()
+                    .map(|h| h.to_string())
+            })
+            .unwrap_or_default()
+    })
 }
 
 /// Resolves bearer tokens to users.
@@ -282,24 +307,29 @@ impl Authenticator {
 mod tests {
     use super::*;
 
-    #[test]
-    fn passwords_verify_only_themselves() {
-        let h = hash_password("correct horse").unwrap();
+    #[tokio::test]
+    async fn passwords_verify_only_themselves() {
+        let h = hash_password("correct horse").await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse", &h));
-        assert!(!verify_password("wrong horse", &h));
-        assert!(!verify_password("correct horse", "not a hash"));
+        assert!(verify_password("correct horse", &h).await.unwrap());
+        assert!(!verify_password("wrong horse", &h).await.unwrap());
+        assert!(
+            !verify_password("correct horse", "not a hash")
+                .await
+                .unwrap()
+        );
+        assert!(!verify_password("x", decoy_hash()).await.unwrap());
     }
 
     /// Hashing in reused memory gives standard PHC strings: the argon2 crate's own verifier
     /// accepts ours, ours accepts its (so databases written before keep working), and a
     /// block left dirty by one hash does not change the next.
-    #[test]
-    fn reused_memory_hashes_are_standard() {
+    #[tokio::test]
+    async fn reused_memory_hashes_are_standard() {
         use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-        let ours = hash_password("first password").unwrap();
-        let _ = hash_password("something else entirely").unwrap();
-        let again = hash_password("first password").unwrap();
+        let ours = hash_password("first password").await.unwrap();
+        let _ = hash_password("something else entirely").await.unwrap();
+        let again = hash_password("first password").await.unwrap();
         for h in [&ours, &again] {
             let parsed = PasswordHash::new(h).unwrap();
             assert!(
@@ -313,8 +343,8 @@ mod tests {
             .hash_password(b"their password", &salt)
             .unwrap()
             .to_string();
-        assert!(verify_password("their password", &theirs));
-        assert!(!verify_password("their passwore", &theirs));
+        assert!(verify_password("their password", &theirs).await.unwrap());
+        assert!(!verify_password("their passwore", &theirs).await.unwrap());
         // Other parameters (a cheaper hash from some other tool) verify too.
         let cheap = Argon2::new(
             Algorithm::Argon2id,
@@ -324,8 +354,8 @@ mod tests {
         .hash_password(b"cheap", &salt)
         .unwrap()
         .to_string();
-        assert!(verify_password("cheap", &cheap));
-        assert!(!verify_password("cheaq", &cheap));
+        assert!(verify_password("cheap", &cheap).await.unwrap());
+        assert!(!verify_password("cheaq", &cheap).await.unwrap());
     }
 
     #[test]

@@ -21,6 +21,21 @@ pub struct Config {
     pub login_refill: Duration,
     /// Most WebSocket connections open at once; further upgrades get 503.
     pub max_connections: usize,
+    /// Most WebSocket connections one account may have open at once.
+    pub max_connections_per_user: usize,
+    /// Most plain HTTP connections (not upgraded) open at once; past it the newest are
+    /// refused (see `limits`).
+    pub max_http_connections: usize,
+    /// A request's head must arrive within this (an idle keep-alive connection is closed
+    /// after it), and then its body within this again; late ones get 408.
+    pub request_timeout: Duration,
+    /// Registrations one client address may make at once before the refill applies; 0 = no
+    /// limit.
+    pub register_burst: u32,
+    /// After `register_burst`, one more registration per address per this interval.
+    pub register_refill: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed when they are the peer.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Longest message text, in characters.
     pub max_text_chars: usize,
     /// Frames one connection may have queued for sending before it is closed as too slow.
@@ -49,6 +64,12 @@ impl Config {
             login_burst: 10,
             login_refill: Duration::from_secs(3),
             max_connections: 10_000,
+            max_connections_per_user: 32,
+            max_http_connections: 1024,
+            request_timeout: Duration::from_secs(30),
+            register_burst: 10,
+            register_refill: Duration::from_secs(6),
+            trusted_proxies: Vec::new(),
             max_text_chars: MAX_TEXT_CHARS,
             queue_capacity: 1024,
             ping_interval: Duration::from_secs(20),

@@ -43,6 +43,18 @@ pub enum ServerError {
     /// At the connection limit.
     #[error("server is at its connection limit; try again later")]
     TooManyConnections,
+    /// This account has as many WebSockets open as one account may.
+    #[error("this account has {0} connections open, the most one account may; close one and retry")]
+    TooManyUserConnections(usize),
+    /// The password-hashing queue is full (a flood of registrations or logins).
+    #[error("server is busy; retry in a moment")]
+    Busy,
+    /// The request body did not arrive within the request timeout.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    /// Too many registrations from this address.
+    #[error("too many registrations from this address; wait a minute and retry")]
+    RegistrationThrottled,
     /// GET on the WebSocket path without upgrade headers.
     #[error("this path speaks WebSocket; connect with a WebSocket client")]
     UpgradeRequired,
@@ -70,7 +82,12 @@ impl ServerError {
             ServerError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ServerError::UsernameTaken(_) => ErrorCode::UsernameTaken,
             ServerError::RateLimited | ServerError::LoginThrottled => ErrorCode::RateLimited,
-            ServerError::TooManyConnections => ErrorCode::TooManyConnections,
+            ServerError::TooManyConnections | ServerError::TooManyUserConnections(_) => {
+                ErrorCode::TooManyConnections
+            }
+            ServerError::Busy => ErrorCode::Busy,
+            ServerError::RequestTimeout => ErrorCode::RequestTimeout,
+            ServerError::RegistrationThrottled => ErrorCode::RateLimited,
             ServerError::UpgradeRequired => ErrorCode::UpgradeRequired,
             ServerError::ShuttingDown => ErrorCode::ShuttingDown,
             ServerError::Store(_) | ServerError::Internal(_) => ErrorCode::Internal,

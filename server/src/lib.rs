@@ -13,7 +13,9 @@
 //! - [`hub`]: connected users, per-connection bounded queues, who receives what.
 //! - [`store`]: SQLite, migrations, the group-committing writer thread.
 //! - [`auth`]: password hashing, tokens, request authentication.
-//! - [`rate`]: per-user send rate.
+//! - [`rate`]: token buckets: send rate, login and registration throttles.
+//! - [`limits`]: caps on open connections (WebSockets in all and per user, plain HTTP).
+//! - [`peer`]: the client's address, through trusted proxies.
 //! - [`error`]: `ServerError` and its HTTP status / wire code.
 #![forbid(unsafe_code)]
 
@@ -22,6 +24,8 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod limits;
+pub mod peer;
 pub mod rate;
 pub mod server;
 pub mod state;

@@ -32,6 +32,25 @@ struct Args {
     /// Most WebSocket connections open at once.
     #[arg(long, env = "NATTER_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
+    /// Most WebSocket connections one account may have open at once.
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS_PER_USER", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_user: u64,
+    /// Most plain HTTP connections (not WebSockets) open at once; past it the newest are
+    /// refused with 503 (health checks still answered).
+    #[arg(long, env = "NATTER_MAX_HTTP_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_http_connections: u64,
+    /// Seconds a client may take to send a request's head (or to idle between requests),
+    /// and then again its body; late ones get 408.
+    #[arg(long, env = "NATTER_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout: u64,
+    /// Registrations one client address may make at once; after that one more every 6 s.
+    /// 0 turns the limit off.
+    #[arg(long, env = "NATTER_REGISTER_BURST", default_value_t = 10)]
+    register_burst: u32,
+    /// Reverse proxies (IP addresses, comma-separated) whose X-Forwarded-For header names
+    /// the client, for the per-address throttles; from anyone else it is ignored.
+    #[arg(long, env = "NATTER_TRUSTED_PROXY", value_delimiter = ',')]
+    trusted_proxy: Vec<std::net::IpAddr>,
     /// Longest message, in characters.
     #[arg(long, env = "NATTER_MAX_MESSAGE_CHARS", default_value_t = natter_shared::validate::MAX_TEXT_CHARS)]
     max_message_chars: usize,
@@ -77,6 +96,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.rate_burst = args.rate_burst;
     config.login_burst = args.login_burst;
     config.max_connections = args.max_connections;
+    config.max_connections_per_user =
+        usize::try_from(args.max_connections_per_user).unwrap_or(usize::MAX);
+    config.max_http_connections = usize::try_from(args.max_http_connections).unwrap_or(usize::MAX);
+    config.request_timeout = std::time::Duration::from_secs(args.request_timeout);
+    config.register_burst = args.register_burst;
+    config.trusted_proxies = args.trusted_proxy;
+    raise_open_files_limit(config.max_connections + config.max_http_connections);
     config.max_text_chars = args.max_message_chars;
     config.queue_capacity = args.queue_capacity;
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
@@ -102,6 +128,28 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     tracing::info!(%addr, db = %args.db.display(), "listening");
     server.serve(listener, shutdown_signal()).await;
     Ok(())
+}
+
+/// Raises the open-files soft limit to the hard limit (a server holds a descriptor per
+/// connection, and the common default of 1,024 is far below `--max-connections`), and logs
+/// it, with a warning when the connection caps cannot fit under it.
+fn raise_open_files_limit(wanted: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            tracing::info!(limit, "open-files limit");
+            // Room for the database, the listener and the log beyond the connections.
+            let needed = u64::try_from(wanted).unwrap_or(u64::MAX).saturating_add(64);
+            if limit < needed {
+                tracing::warn!(
+                    limit,
+                    needed,
+                    "open-files limit is below --max-connections + --max-http-connections; \
+                     raise it (ulimit -n, or LimitNOFILE= in systemd) or lower the caps"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-files limit"),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -15,19 +15,19 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::limits::{ConnectionLimits, HttpSlot};
 use crate::rate::RateLimiter;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection past the HTTP cap may take to send its one request's head.
+const OVER_CAP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A server with its database open, ready to serve.
 pub struct Server {
@@ -45,18 +45,25 @@ impl Server {
             Box::new(move |messages| publisher.publish(messages)),
         )?;
         hub.stored_up_to(store.newest_message_id()?);
+        // Computed now, so the first login for an unknown name does not pay for it.
+        crate::auth::decoy_hash();
         let state = Arc::new(AppState {
             auth: Authenticator::new(store.clone()),
             limiter: RateLimiter::new(f64::from(config.rate_per_sec), config.rate_burst),
             login_limiter: RateLimiter::new(
-                if config.login_burst == 0 {
-                    0.0
-                } else {
-                    1.0 / config.login_refill.as_secs_f64()
-                },
+                per_interval(config.login_burst, config.login_refill),
                 config.login_burst,
             ),
-            connections: Arc::new(Semaphore::new(config.max_connections)),
+            // Ten times looser: many addresses together may lock a name out, one cannot.
+            login_name_limiter: RateLimiter::new(
+                10.0 * per_interval(config.login_burst, config.login_refill),
+                config.login_burst.saturating_mul(10),
+            ),
+            register_limiter: RateLimiter::new(
+                per_interval(config.register_burst, config.register_refill),
+                config.register_burst,
+            ),
+            limits: ConnectionLimits::new(&config),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             store,
@@ -85,16 +92,32 @@ impl Server {
                         }
                     };
                     let _ = tcp.set_nodelay(true);
+                    let slot = match state.limits.http_slot() {
+                        HttpSlot::Normal(slot) => slot,
+                        HttpSlot::OverCap(slot) => {
+                            serve_over_cap(&state, tcp, slot);
+                            continue;
+                        }
+                        HttpSlot::Refused => {
+                            tracing::debug!(%peer, "at the HTTP connection cap; closed unread");
+                            continue;
+                        }
+                    };
                     let conn_state = Arc::clone(&state);
-                    let service = service_fn(move |req| crate::http::handle(req, Arc::clone(&conn_state)));
+                    let service = service_fn(move |req| crate::http::handle(req, Arc::clone(&conn_state), peer));
                     let conn = http1::Builder::new()
-                        // A client that never finishes its headers must not hold a task forever.
+                        // A client that never finishes its headers (or idles between
+                        // requests) must not hold a connection forever; the body has its own
+                        // deadline in `read_body`.
                         .timer(TokioTimer::new())
-                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .header_read_timeout(state.config.request_timeout)
                         .serve_connection(TokioIo::new(tcp), service)
                         .with_upgrades();
                     let stop = state.shutdown.clone();
                     state.tasks.spawn(async move {
+                        // An HTTP slot until the connection closes or upgrades (the upgraded
+                        // socket then holds a WebSocket slot).
+                        let _slot = slot;
                         tokio::pin!(conn);
                         let result = tokio::select! {
                             r = conn.as_mut() => r,
@@ -129,4 +152,35 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         tracing::info!("stopped");
     }
+}
+
+/// A token bucket's refill rate for "one per `interval`", or 0 (no limit) when `burst` is 0.
+fn per_interval(burst: u32, interval: Duration) -> f64 {
+    if burst == 0 {
+        0.0
+    } else {
+        1.0 / interval.as_secs_f64()
+    }
+}
+
+/// Answers one request on a connection past the HTTP cap (see `http::over_cap`), quickly,
+/// then closes it.
+fn serve_over_cap(
+    state: &Arc<AppState>,
+    tcp: tokio::net::TcpStream,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let service =
+        service_fn(
+            |req| async move { Ok::<_, std::convert::Infallible>(crate::http::over_cap(&req)) },
+        );
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(OVER_CAP_TIMEOUT)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(tcp), service);
+    state.tasks.spawn(async move {
+        let _ = tokio::time::timeout(2 * OVER_CAP_TIMEOUT, conn).await;
+        drop(slot);
+    });
 }

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::limits::ConnectionLimits;
 use crate::rate::RateLimiter;
 use crate::store::Store;
 
@@ -24,10 +24,16 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Per-user send rate.
     pub limiter: RateLimiter,
-    /// Failed logins, per case-folded name.
-    pub login_limiter: RateLimiter<String>,
-    /// One permit per open WebSocket, `max_connections` in all.
-    pub connections: Arc<Semaphore>,
+    /// Failed logins, per case-folded name and client address: a stranger guessing runs
+    /// out of attempts without locking the owner out.
+    pub login_limiter: RateLimiter<(String, std::net::IpAddr)>,
+    /// Failed logins per case-folded name from all addresses together: a looser cap that
+    /// bounds guessing spread over many addresses.
+    pub login_name_limiter: RateLimiter<String>,
+    /// Registrations per client address.
+    pub register_limiter: RateLimiter<std::net::IpAddr>,
+    /// Open connections: WebSockets in all and per user, plain HTTP.
+    pub limits: ConnectionLimits,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
     /// Tracks WebSocket tasks so shutdown can wait for their close frames.

@@ -275,3 +275,136 @@ async fn logout_revokes_only_that_token() {
     assert_eq!(server.get(&first, "/api/users/").await.0, 401);
     assert_eq!(server.get(&second, "/api/users/").await.0, 200);
 }
+
+/// Logs in as `name` with `password`, as the client at `from` seen through a trusted proxy
+/// (`X-Forwarded-For`); status and error code.
+async fn login_from(
+    server: &TestServer,
+    name: &str,
+    password: &str,
+    from: &str,
+) -> (u16, Option<String>) {
+    let r = http()
+        .post(server.url("/api/auth/login"))
+        .header("x-forwarded-for", from)
+        .json(&json!({"username": name, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    (status, body["error"]["code"].as_str().map(str::to_owned))
+}
+
+/// A stranger's wrong passwords lock out only the stranger: after they are throttled, the
+/// owner, from another address, logs in every time.
+#[tokio::test]
+async fn a_stranger_cannot_lock_out_the_owner() {
+    let server = TestServer::start_with(&["--trusted-proxy", "127.0.0.1"]);
+    server.register("alice").await;
+    for _ in 0..10 {
+        let r = login_from(&server, "alice", "guess", "203.0.113.9").await;
+        assert_eq!(r, (401, Some("invalid_credentials".into())));
+    }
+    for _ in 0..2 {
+        let r = login_from(&server, "alice", "guess", "203.0.113.9").await;
+        assert_eq!(r, (429, Some("rate_limited".into())));
+    }
+    for _ in 0..12 {
+        let r = login_from(&server, "alice", common::PASSWORD, "198.51.100.4").await;
+        assert_eq!(r.0, 200, "the owner was locked out: {r:?}");
+    }
+}
+
+/// `X-Forwarded-For` from a peer that is not a trusted proxy is ignored: a guesser cannot
+/// dodge the throttle by making up addresses.
+#[tokio::test]
+async fn forwarded_for_from_anyone_else_is_ignored() {
+    let server = TestServer::start_with(&["--login-burst", "3"]);
+    server.register("alice").await;
+    for i in 0..3 {
+        let r = login_from(&server, "alice", "guess", &format!("203.0.113.{i}")).await;
+        assert_eq!(r.0, 401);
+    }
+    let r = login_from(&server, "alice", "guess", "203.0.113.99").await;
+    assert_eq!(r, (429, Some("rate_limited".into())));
+}
+
+/// Registrations are limited per client address (`--register-burst`, then one per 6 s):
+/// past the burst they get 429 `rate_limited`; another address still registers.
+#[tokio::test]
+async fn registrations_are_limited_per_address() {
+    let server = TestServer::start_with(&["--register-burst", "3", "--trusted-proxy", "127.0.0.1"]);
+    let register = |name: String, from: &'static str| {
+        let url = server.url("/api/auth/register");
+        async move {
+            let r = http()
+                .post(url)
+                .header("x-forwarded-for", from)
+                .json(&json!({"username": name, "password": common::PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (status, body["error"]["code"].as_str().map(str::to_owned))
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(register(format!("u{i}"), "203.0.113.5").await.0, 201);
+    }
+    assert_eq!(
+        register("u3".into(), "203.0.113.5").await,
+        (429, Some("rate_limited".into()))
+    );
+    assert_eq!(register("u4".into(), "198.51.100.4").await.0, 201);
+}
+
+/// A flood of registrations does not queue without bound behind the two hashing threads:
+/// past the hashing queue they get 503 `busy` at once, everything else is 201, nothing is a
+/// 500, and another user's reads keep being answered during the flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_flood_gets_busy_and_reads_go_on() {
+    const FLOOD: usize = 400;
+    let server = TestServer::start();
+    let reader = server.register("reader").await;
+    let client = http();
+    let flood: Vec<_> = (0..FLOOD)
+        .map(|i| {
+            let (client, url) = (client.clone(), server.url("/api/auth/register"));
+            tokio::spawn(async move {
+                let r = client
+                    .post(url)
+                    .json(&json!({"username": format!("f{i}"), "password": common::PASSWORD}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap();
+                (status, body["error"]["code"].as_str().map(str::to_owned))
+            })
+        })
+        .collect();
+    let mut reads = 0;
+    let mut worst = std::time::Duration::ZERO;
+    while !flood.iter().all(|t| t.is_finished()) && reads < 10_000 {
+        let started = std::time::Instant::now();
+        let (status, _) = server.get(&reader, "/api/chat/messages/?limit=10").await;
+        assert_eq!(status, 200);
+        worst = worst.max(started.elapsed());
+        reads += 1;
+    }
+    let mut busy = 0;
+    for t in flood {
+        match t.await.unwrap() {
+            (201, None) => {}
+            (503, Some(code)) if code == "busy" => busy += 1,
+            other => panic!("registration answered {other:?}"),
+        }
+    }
+    assert!(
+        busy > 0,
+        "{FLOOD} registrations at once never filled the hashing queue"
+    );
+    eprintln!("{reads} reads during the flood, slowest {worst:?}; {busy} of {FLOOD} busy");
+}

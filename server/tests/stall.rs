@@ -26,6 +26,7 @@ async fn stalled_connection_tasks_cut_nobody() {
     let mut config = natter_server::Config::new(dir.path().join("natter.db"));
     config.queue_capacity = 16;
     config.rate_per_sec = 0;
+    config.register_burst = 0;
     config.pause_writes = Some(paused);
     let server = natter_server::Server::open(config).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

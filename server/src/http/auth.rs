@@ -1,5 +1,6 @@
 //! `POST /api/auth/register`, `POST /api/auth/login` and `POST /api/auth/logout`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -10,22 +11,30 @@ use natter_shared::{Username, validate};
 use super::{Body, json, read_body};
 use crate::auth::{decoy_hash, hash_password, new_token, verify_password};
 use crate::error::ServerError;
+use crate::peer::client_ip;
 use crate::state::AppState;
 use crate::store::RegisterOutcome;
 
 /// Creates an account and returns its first token: 201, or 409 if the name is taken.
+/// Throttled per client address (valid requests only, taken names included), since each
+/// costs a slow hash.
 pub async fn register(
     req: Request<Incoming>,
     state: &Arc<AppState>,
+    peer: SocketAddr,
 ) -> Result<Response<Body>, ServerError> {
-    let creds: Credentials = decode_json(&read_body(req).await?)?;
+    let client = client_ip(peer, req.headers(), &state.config.trusted_proxies);
+    let creds: Credentials = decode_json(&read_body(req, state.config.request_timeout).await?)?;
     let username = Username::parse(&creds.username)?;
     validate::validate_password(&creds.password)?;
+    if !state.register_limiter.allow(client) {
+        return Err(ServerError::RegistrationThrottled);
+    }
     if state.store.user_by_name(username.as_str()).await?.is_some() {
         // Checked again by the writer; this early answer just skips the slow hash.
         return Err(ServerError::UsernameTaken(username.to_string()));
     }
-    let hash = blocking(move || hash_password(&creds.password)).await?;
+    let hash = hash_password(&creds.password).await?;
     let (token, token_hash) = new_token()?;
     match state
         .store
@@ -47,19 +56,28 @@ pub async fn register(
 }
 
 /// Checks a password and returns a new token: 200, or 401.
+///
+/// Failures are throttled per (name, client address), so a stranger's guesses use up only
+/// the stranger's attempts, and per name from all addresses together with a ten times
+/// looser cap. Names are throttled whether they exist or not, so a 429 does not tell.
 pub async fn login(
     req: Request<Incoming>,
     state: &Arc<AppState>,
+    peer: SocketAddr,
 ) -> Result<Response<Body>, ServerError> {
-    let creds: Credentials = decode_json(&read_body(req).await?)?;
+    let client = client_ip(peer, req.headers(), &state.config.trusted_proxies);
+    let creds: Credentials = decode_json(&read_body(req, state.config.request_timeout).await?)?;
     if creds.password.len() > validate::MAX_PASSWORD_BYTES {
         return Err(ServerError::InvalidCredentials);
     }
     let name = Username::parse(&creds.username).ok();
-    // Throttled per name, known or not, so the answer does not tell which names exist.
-    let throttle_key = name.as_ref().map(Username::key);
+    let throttle_key = name.as_ref().map(|n| (n.key(), client));
     if let Some(key) = &throttle_key {
         if !state.login_limiter.allow(key.clone()) {
+            return Err(ServerError::LoginThrottled);
+        }
+        if !state.login_name_limiter.allow(key.0.clone()) {
+            state.login_limiter.refund(key);
             return Err(ServerError::LoginThrottled);
         }
     }
@@ -71,14 +89,24 @@ pub async fn login(
     let stored = record
         .as_ref()
         .map_or_else(|| decoy_hash().to_owned(), |r| r.password_hash.clone());
-    let password = creds.password;
-    let ok = blocking(move || Ok(verify_password(&password, &stored))).await?;
+    let ok = match verify_password(&creds.password, &stored).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Busy is not a failed guess: give the attempt back.
+            if let Some(key) = &throttle_key {
+                state.login_limiter.refund(key);
+                state.login_name_limiter.refund(&key.0);
+            }
+            return Err(e);
+        }
+    };
     let user = match record {
         Some(r) if ok => r.user,
         _ => return Err(ServerError::InvalidCredentials),
     };
     if let Some(key) = &throttle_key {
         state.login_limiter.refund(key);
+        state.login_name_limiter.refund(&key.0);
     }
     let (token, token_hash) = new_token()?;
     state.store.add_token(user.id, token_hash).await?;
@@ -104,12 +132,4 @@ pub async fn logout(
     let mut r = Response::new(Body::default());
     *r.status_mut() = StatusCode::NO_CONTENT;
     Ok(r)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
-) -> Result<T, ServerError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ServerError::Internal(format!("hashing task failed: {e}")))?
 }

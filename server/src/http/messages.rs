@@ -29,7 +29,7 @@ pub async fn post(
     state: &Arc<AppState>,
 ) -> Result<Response<Body>, ServerError> {
     let user = state.auth.authenticate(req.headers(), None).await?;
-    let body = read_body(req).await?;
+    let body = read_body(req, state.config.request_timeout).await?;
     let message = SendMessage::from_json_body(&body, state.config.max_text_chars)
         .map_err(|e| ServerError::Invalid(e.error))?;
     state.admit(&user, &message)?;

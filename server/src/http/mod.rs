@@ -10,7 +10,9 @@ mod messages;
 mod users;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -32,11 +34,12 @@ pub type Body = Full<Bytes>;
 pub async fn handle(
     req: Request<Incoming>,
     state: Arc<AppState>,
+    peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     // The path only: query strings can carry tokens and are never logged.
     let path = req.uri().path().to_owned();
-    let response = match route(req, &state).await {
+    let response = match route(req, &state, peer).await {
         Ok(r) => r,
         Err(e) => {
             if e.status().is_client_error() {
@@ -52,6 +55,7 @@ pub async fn handle(
 async fn route(
     req: Request<Incoming>,
     state: &Arc<AppState>,
+    peer: SocketAddr,
 ) -> Result<Response<Body>, ServerError> {
     let path = req.uri().path();
     let path = path.strip_suffix('/').unwrap_or(path);
@@ -64,11 +68,11 @@ async fn route(
             _ => Err(ServerError::MethodNotAllowed("GET")),
         },
         "/api/auth/register" => match *method {
-            Method::POST => auth::register(req, state).await,
+            Method::POST => auth::register(req, state, peer).await,
             _ => Err(ServerError::MethodNotAllowed("POST")),
         },
         "/api/auth/login" => match *method {
-            Method::POST => auth::login(req, state).await,
+            Method::POST => auth::login(req, state, peer).await,
             _ => Err(ServerError::MethodNotAllowed("POST")),
         },
         "/api/auth/logout" => match *method {
@@ -115,8 +119,23 @@ pub fn error_response(e: &ServerError) -> Response<Body> {
 
 pub use messages::parse_id as messages_query_id;
 
-/// Reads a request body of at most [`MAX_FRAME_BYTES`].
-pub async fn read_body(req: Request<Incoming>) -> Result<Bytes, ServerError> {
+/// The reply for a connection past the HTTP connection cap (see `limits`): health checks
+/// still say ok, so an orchestrator does not restart a server that is only full; anything
+/// else is refused at once, unread.
+pub fn over_cap(req: &Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    let mut r = match path.strip_suffix('/').unwrap_or(path) {
+        "/healthz" | "/livez" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        _ => error_response(&ServerError::TooManyConnections),
+    };
+    r.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// Reads a request body of at most [`MAX_FRAME_BYTES`], which must arrive within
+/// `timeout` (a client that declares a body and trickles it must not hold a connection).
+pub async fn read_body(req: Request<Incoming>, timeout: Duration) -> Result<Bytes, ServerError> {
     let too_large = || {
         ServerError::Invalid(ValidationError::new(
             ErrorCode::TooLarge,
@@ -131,10 +150,11 @@ pub async fn read_body(req: Request<Incoming>) -> Result<Bytes, ServerError> {
     if declared.is_some_and(|n| n > MAX_FRAME_BYTES as u64) {
         return Err(too_large());
     }
-    match Limited::new(req.into_body(), MAX_FRAME_BYTES)
-        .collect()
+    let collect = Limited::new(req.into_body(), MAX_FRAME_BYTES).collect();
+    let collected = tokio::time::timeout(timeout, collect)
         .await
-    {
+        .map_err(|_| ServerError::RequestTimeout)?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(_) => Err(ServerError::Invalid(ValidationError::new(

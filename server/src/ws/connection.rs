@@ -34,7 +34,6 @@ use std::time::Duration;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use natter_shared::{ClientFrame, ErrorBody, ErrorCode, Message, MessageId, ServerFrame};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -66,8 +65,8 @@ pub struct Connection {
     pub after: Option<MessageId>,
     /// Shared server state.
     pub state: Arc<AppState>,
-    /// Held for the connection's life: one of `max_connections`.
-    pub _permit: OwnedSemaphorePermit,
+    /// Held for the connection's life: its slot in all and for its user.
+    pub _permit: crate::limits::WsPermit,
 }
 
 type Pending =

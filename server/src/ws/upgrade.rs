@@ -84,9 +84,7 @@ pub async fn handle(
     if state.shutdown.is_cancelled() {
         return Err(ServerError::ShuttingDown);
     }
-    let permit = Arc::clone(&state.connections)
-        .try_acquire_owned()
-        .map_err(|_| ServerError::TooManyConnections)?;
+    let permit = state.limits.try_websocket(&user.username)?;
 
     let task_state = Arc::clone(state);
     state.tasks.spawn(async move {

@@ -34,7 +34,8 @@ impl TestServer {
         Self::start_with(&[])
     }
 
-    /// Starts a server with extra flags (the rate limit is off unless the flags set it).
+    /// Starts a server with extra flags (the send rate and registration limits are off unless
+    /// the flags set them).
     pub fn start_with(args: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -193,7 +194,7 @@ fn spawn(db: &std::path::Path, extra: &[String]) -> (Child, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter-server"));
     cmd.args(["--bind", "127.0.0.1:0", "--db"])
         .arg(db)
-        .args(["--rate-limit", "0"])
+        .args(["--rate-limit", "0", "--register-burst", "0"])
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

@@ -1,0 +1,120 @@
+//! Plain HTTP is bounded like WebSockets are: a request that never finishes is timed out,
+//! open HTTP connections are capped with the newest refused, and one account cannot take
+//! every WebSocket slot.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, WAIT};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Writes `request` on a new connection and reads until the server closes it (bounded).
+async fn exchange(addr: &str, request: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out)).await;
+    assert!(
+        read.is_ok(),
+        "no answer within {WAIT:?}; got so far: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The JSON error code in a raw HTTP response.
+fn error_code(response: &str) -> String {
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response:?}"));
+    v["error"]["code"].as_str().unwrap().to_owned()
+}
+
+/// A body that is declared but never arrives gets 408 `request_timeout` once the request
+/// timeout passes, instead of holding the connection forever.
+#[tokio::test]
+async fn unfinished_body_gets_408() {
+    let server = TestServer::start_with(&["--request-timeout", "1"]);
+    let reply = exchange(
+        &server.addr,
+        "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n{",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply:?}");
+    assert_eq!(error_code(&reply), "request_timeout");
+}
+
+/// Past `--max-http-connections` the newest connection is refused with 503 (a health check
+/// still gets 200), while an open WebSocket keeps working and, once the idle connections go,
+/// requests are served again.
+#[tokio::test]
+async fn http_connection_cap_refuses_the_newest() {
+    const CAP: usize = 8;
+    let server = TestServer::start_with(&["--max-http-connections", &CAP.to_string()]);
+    let token = server.register("alice").await;
+    let (mut ws, _) = server.connect(&token, None).await;
+    // Connections that send nothing hold every HTTP slot (one more than the cap, so a slot
+    // freed by the registration's keep-alive connection closing is taken too).
+    let mut idle = Vec::new();
+    for _ in 0..=CAP {
+        idle.push(TcpStream::connect(&server.addr).await.unwrap());
+    }
+    // Give the server a moment to accept them all.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let health = exchange(&server.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health:?}");
+    let login = exchange(
+        &server.addr,
+        "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .await;
+    assert!(login.starts_with("HTTP/1.1 503"), "{login:?}");
+    assert_eq!(error_code(&login), "too_many_connections");
+    ws.send_json(json!({"message": "still here", "client_id": "c1"}))
+        .await;
+    assert_eq!(ws.next_message().await.text, "still here");
+    drop(idle);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reply = exchange(
+            &server.addr,
+            "GET /api/users/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if reply.starts_with("HTTP/1.1 401") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{reply:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One account may hold at most `--max-connections-per-user` WebSockets; further upgrades
+/// get 503 `too_many_connections` while other accounts still connect, and closing one frees
+/// its place.
+#[tokio::test]
+async fn per_user_connection_cap() {
+    let server = TestServer::start_with(&["--max-connections-per-user", "2"]);
+    let [alice, bob] = server.register_all(["alice", "bob"]).await;
+    let (first, _) = server.connect(&alice, None).await;
+    let (_second, _) = server.connect(&alice, None).await;
+    match server.connect_raw(&alice, None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 503);
+            let body: Value = serde_json::from_slice(r.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["code"], "too_many_connections");
+        }
+        other => panic!("third connection was not refused: {:?}", other.map(|_| ())),
+    }
+    server.connect(&bob, None).await;
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while server.connect_raw(&alice, None).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
