@@ -19,9 +19,11 @@
 //! committed between the last page and the rejoin is lost; the next short page returns us to
 //! live delivery. The initial replay is the same catch-up, begun already rejoined.
 //!
-//! Every write has a deadline (`write_timeout`): each write hands the socket at most one
-//! frame plus tungstenite's 16 KiB buffer, so a peer that accepts no bytes for that long is
-//! closed with 1008 and its slot, queue and presence freed, instead of holding them forever.
+//! Every write has a deadline (`write_timeout`), re-armed at each batch and after each
+//! [`PROGRESS_BYTES`] the socket accepts, so a peer that accepts no data for that long is
+//! closed with 1008 and its slot, queue and presence freed, instead of holding them forever,
+//! while a slow but moving reader is not. One timer per connection, reset rather than made
+//! anew per frame: a frame's write is on fan-out's hot path.
 //!
 //! A send is acknowledged by its echo, which reaches this connection through the hub (or the
 //! store, while catching up) after the commit like any other message; only refusals and
@@ -54,6 +56,9 @@ const STORE_PAGE: usize = 512;
 
 /// Queued frames written before one flush.
 const WRITE_BATCH: usize = 256;
+
+/// Bytes a socket must accept to count as progress that re-arms the write deadline.
+const PROGRESS_BYTES: usize = 64 * 1024;
 
 /// What a connection knows about itself.
 pub struct Connection {
@@ -141,34 +146,56 @@ struct Outgoing<'a, K> {
     /// predates the connection and was not asked for.
     cursor: MessageId,
     write_timeout: Duration,
+    /// Fires when the writes since it was last armed have waited `write_timeout`.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Bytes handed over since the deadline was last armed.
+    since_armed: usize,
 }
 
 impl<K> Outgoing<'_, K>
 where
     K: Sink<WsMessage, Error = WsError> + Unpin,
 {
+    /// Starts the deadline for a batch of writes.
+    fn arm(&mut self) {
+        self.deadline
+            .as_mut()
+            .reset(Instant::now() + self.write_timeout);
+        self.since_armed = 0;
+    }
+
     /// Hands a frame to the socket's buffer (tungstenite writes it out once the buffer is
-    /// over 16 KiB).
+    /// over 16 KiB, so a completed feed means the socket took earlier bytes).
     async fn feed(&mut self, frame: WsMessage) -> Result<(), End> {
-        self.deadline(|sink| sink.feed(frame)).await
+        let len = frame.len();
+        self.with_deadline(|sink| sink.feed(frame)).await?;
+        self.since_armed += len;
+        if self.since_armed >= PROGRESS_BYTES {
+            self.arm();
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), End> {
-        self.deadline(|sink| sink.flush()).await
+        self.with_deadline(|sink| sink.flush()).await
     }
 
+    /// One frame on its own (a ping, a reply): armed, fed and flushed.
     async fn send(&mut self, frame: WsMessage) -> Result<(), End> {
-        self.deadline(|sink| sink.send(frame)).await
+        self.arm();
+        self.feed(frame).await?;
+        self.flush().await
     }
 
-    async fn deadline<'s, F>(&'s mut self, op: impl FnOnce(&'s mut K) -> F) -> Result<(), End>
+    async fn with_deadline<'s, F>(&'s mut self, op: impl FnOnce(&'s mut K) -> F) -> Result<(), End>
     where
         F: Future<Output = Result<(), WsError>> + 's,
     {
-        match tokio::time::timeout(self.write_timeout, op(self.sink)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Error),
-            Err(_) => Err(End::Close(
+        let Outgoing { sink, deadline, .. } = self;
+        tokio::select! {
+            biased;
+            r = op(sink) => r.map_err(|_| End::Error),
+            () = deadline.as_mut() => Err(End::Close(
                 CloseCode::Policy,
                 "write timeout: the connection accepted no data for too long; reconnect with ?after=<last id>",
             )),
@@ -219,6 +246,8 @@ where
         sink,
         cursor: start,
         write_timeout: state.config.write_timeout,
+        deadline: Box::pin(tokio::time::sleep(state.config.write_timeout)),
+        since_armed: 0,
     };
     let mut feed = if conn.after.is_some() {
         Feed::CatchingUp { rejoined: true }
@@ -256,6 +285,7 @@ where
                 // The hub queues no more messages for us: send what it did queue (all
                 // older than the first miss), then read the rest from the store.
                 tracing::debug!(cursor = out.cursor.0, "outbound queue full; catching up from the store");
+                out.arm();
                 while let Ok(o) = sub.rx.try_recv() {
                     if let Err(end) = out.feed_queued(o).await {
                         return end;
@@ -276,6 +306,7 @@ where
                     // Test hook: a stalled connection task.
                     let _ = p.wait_for(|paused| !*paused).await;
                 }
+                out.arm();
                 let mut batch = vec![first];
                 while batch.len() < WRITE_BATCH {
                     match sub.rx.try_recv() {
@@ -328,6 +359,7 @@ where
                     }
                     // tungstenite queues the pong; flush so it leaves now.
                     Some(Ok(WsMessage::Ping(_))) => {
+                        out.arm();
                         if let Err(end) = out.flush().await {
                             return end;
                         }
@@ -384,6 +416,7 @@ where
             ));
         }
     };
+    out.arm();
     for m in &page {
         out.feed_stored(m).await?;
     }
