@@ -118,3 +118,169 @@ async fn per_user_connection_cap() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Starts the server binary through `sh` with `ulimit` flags applied first; returns the child
+/// and its address (stderr piped, at info level).
+fn spawn_with_ulimit(
+    ulimit: &str,
+    db: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_natter-server"))
+        .args(["--bind", "127.0.0.1:0", "--db"])
+        .arg(db)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+/// At start the server raises its open-files soft limit to the hard limit and logs it.
+#[test]
+fn open_files_limit_is_raised_and_logged() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let hard: u64 = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap_or(u64::MAX);
+    let (mut child, _) = spawn_with_ulimit("-Sn 256", &dir.path().join("n.db"), &[]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("open-files limit"))
+        .unwrap_or_else(|| panic!("no open-files line in {log}"));
+    if hard > 256 && hard != u64::MAX {
+        assert!(line.contains(&format!("limit={hard}")), "{line}");
+    }
+}
+
+/// 600 connections that each declare a body and send one byte, against a server limited to
+/// 512 descriptors: the server keeps answering health checks and an open socket, and once
+/// the request timeout passes it serves logins again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_bodies_under_a_descriptor_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = spawn_with_ulimit(
+        "-n 512",
+        &dir.path().join("n.db"),
+        &[
+            "--max-http-connections",
+            "256",
+            "--request-timeout",
+            "2",
+            "--register-burst",
+            "0",
+        ],
+    );
+    let http = common::http();
+    let r = http
+        .post(format!("http://{addr}/api/auth/register"))
+        .json(&json!({"username": "alice", "password": common::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{addr}/ws/chat/"),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (inner, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut ws = common::Ws { inner };
+    while !matches!(
+        ws.next_frame().await,
+        natter_shared::ServerFrame::Ready { .. }
+    ) {}
+
+    let mut trickles = Vec::new();
+    for _ in 0..600 {
+        let Ok(mut tcp) = TcpStream::connect(&addr).await else {
+            continue;
+        };
+        let head = "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{";
+        let _ = tcp.write_all(head.as_bytes()).await;
+        trickles.push(tcp);
+    }
+    let health_url = format!("http://{addr}/healthz");
+    let mut healthy = false;
+    for _ in 0..20 {
+        let probe = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        if let Ok(r) = probe.get(&health_url).send().await {
+            if r.status() == 200 {
+                healthy = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "/healthz never answered 200 during the flood");
+    ws.send_json(json!({"message": "through the flood", "client_id": "c1"}))
+        .await;
+    assert_eq!(ws.next_message().await.text, "through the flood");
+    // The trickled requests time out and free their descriptors; logins work again.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        // A new connection each time: the pooled one from the registration would get in.
+        let r = common::http()
+            .post(format!("http://{addr}/api/auth/login"))
+            .json(&json!({"username": "alice", "password": common::PASSWORD}))
+            .send()
+            .await;
+        if r.as_ref().is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "login never recovered: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "login served again after {:?}",
+        WAIT - (deadline - tokio::time::Instant::now())
+    );
+    drop(trickles);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
