@@ -58,10 +58,10 @@ pub async fn login(
     let name = Username::parse(&creds.username).ok();
     // Throttled per name, known or not, so the answer does not tell which names exist.
     let throttle_key = name.as_ref().map(Username::key);
-    if let Some(key) = &throttle_key {
-        if !state.login_limiter.allow(key.clone()) {
-            return Err(ServerError::LoginThrottled);
-        }
+    if let Some(key) = &throttle_key
+        && !state.login_limiter.allow(key.clone())
+    {
+        return Err(ServerError::LoginThrottled);
     }
     let record = match &name {
         Some(name) => state.store.user_by_name(name.as_str()).await?,

@@ -197,10 +197,10 @@ where
                 return End::Close(CloseCode::Again, "too slow: outbound queue full; reconnect with ?after=<last id>");
             }
             Some((client_id, outcome)) = pending.next() => {
-                if let Some(frame) = outcome_frame(client_id, outcome) {
-                    if sink.send(frame).await.is_err() {
-                        return End::Error;
-                    }
+                if let Some(frame) = outcome_frame(client_id, outcome)
+                    && sink.send(frame).await.is_err()
+                {
+                    return End::Error;
                 }
             }
             queued = sub.rx.recv() => {
