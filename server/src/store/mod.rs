@@ -9,6 +9,7 @@
 //! order, before answering the senders. That callback is the whole interface between storage
 //! and fan-out, so a different store (PostgreSQL) or bus (Redis) can replace either side.
 
+mod file;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +45,24 @@ pub enum StoreError {
         path: PathBuf,
         /// Why, in words for the person starting the server.
         reason: String,
+    },
+    /// Another natter-server holds the database's lock file. Two servers on one file would
+    /// each fan out only their own commits, so clients of one never see the other's.
+    #[error("cannot open database {path}: another natter-server is using it ({holder})")]
+    InUse {
+        /// The database file.
+        path: PathBuf,
+        /// "pid N", as the holder wrote it into the lock file.
+        holder: String,
+    },
+    /// The lock file beside the database could not be created or locked.
+    #[error("cannot create or lock {path} (is its directory read-only?)")]
+    Lock {
+        /// `<db>.lock`.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
     },
     /// The file was written by a newer natter-server.
     #[error(
@@ -142,10 +161,12 @@ impl Store {
         path: &Path,
         on_commit: OnCommit,
     ) -> Result<(Store, std::thread::JoinHandle<()>), StoreError> {
+        // Before SQLite touches the file: a second server must not even run migrations.
+        let lock = file::DbLock::acquire(path)?;
         let mut conn = open_connection(path)?;
         migrate(&mut conn, path)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let handle = writer::spawn(conn, rx, on_commit);
+        let handle = writer::spawn(conn, lock, rx, on_commit);
         let readers = Arc::new(ReaderPool {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),

@@ -17,6 +17,7 @@ use natter_shared::{Message, MessageId, Timestamp, Username};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::file::DbLock;
 use super::{RegisterOutcome, SendOutcome, StoreError, User, UserId, message_from_row};
 
 /// Most writes in one transaction: bounds how long the first of them waits.
@@ -59,14 +60,20 @@ enum Applied {
     Token(Reply<()>, Result<(), StoreError>),
 }
 
+/// Starts the writer on `conn`. It holds `lock` until it has committed its last batch, so
+/// a server started after this one stops writing cannot overlap with it.
 pub(super) fn spawn(
     conn: Connection,
+    lock: DbLock,
     rx: mpsc::Receiver<Write>,
     on_commit: OnCommit,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("natter-store-writer".into())
-        .spawn(move || run(conn, rx, on_commit))
+        .spawn(move || {
+            run(conn, rx, on_commit);
+            drop(lock);
+        })
         // Failing to start a thread at startup is unrecoverable (out of memory or pids).
         .unwrap_or_else(|e| panic!("cannot start the store writer thread: {e}"))
 }
