@@ -10,6 +10,7 @@
 //! and fan-out, so a different store (PostgreSQL) or bus (Redis) can replace either side.
 
 mod file;
+mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -17,14 +18,11 @@ use std::sync::{Arc, Mutex};
 
 use natter_shared::protocol::SendMessage;
 use natter_shared::{ClientId, Message, MessageId, Timestamp, Username};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, MAIN_DB, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
 pub use writer::OnCommit;
 use writer::Write;
-
-/// Migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
 
 /// Writes that may wait for the writer before senders feel backpressure.
 const WRITE_QUEUE: usize = 8192;
@@ -161,10 +159,21 @@ impl Store {
         path: &Path,
         on_commit: OnCommit,
     ) -> Result<(Store, std::thread::JoinHandle<()>), StoreError> {
-        // Before SQLite touches the file: a second server must not even run migrations.
+        let mut conn = connect(path, OpenFlags::SQLITE_OPEN_CREATE)?;
+        // Reads only: a file that is not natter's is refused as it was, with nothing beside it.
+        schema::check_owner(&conn, path)?;
+        // Before anything writes: a second server must not even run migrations.
         let lock = file::DbLock::acquire(path)?;
-        let mut conn = open_connection(path)?;
-        migrate(&mut conn, path)?;
+        // SQLite opens a file it may not write read-only without a word; every send would
+        // then fail. (A read-only directory fails below, where the WAL cannot be created.)
+        if conn.is_readonly(MAIN_DB)? {
+            return Err(StoreError::Open {
+                path: path.to_owned(),
+                reason: READ_ONLY.into(),
+            });
+        }
+        configure(&conn, path)?;
+        schema::migrate(&mut conn, path)?;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let handle = writer::spawn(conn, lock, rx, on_commit);
         let readers = Arc::new(ReaderPool {
@@ -343,7 +352,11 @@ impl ReaderPool {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
             Some(c) => Ok(c),
-            None => open_connection(&self.path),
+            None => {
+                let conn = connect(&self.path, OpenFlags::SQLITE_OPEN_CREATE)?;
+                configure(&conn, &self.path)?;
+                Ok(conn)
+            }
         }
     }
 
@@ -355,6 +368,9 @@ impl ReaderPool {
     }
 }
 
+/// Why a read-only file or directory is refused.
+const READ_ONLY: &str = "the file or its directory is read-only";
+
 /// Why a database file could not be opened, in one line for the person starting the
 /// server (SQLite's own message repeats the path and its error code).
 fn open_reason(e: &rusqlite::Error) -> String {
@@ -365,7 +381,7 @@ fn open_reason(e: &rusqlite::Error) -> String {
         }
         Some(ErrorCode::NotADatabase) => "the file is not a database (not SQLite, or damaged)".into(),
         Some(ErrorCode::DatabaseCorrupt) => "the database is damaged".into(),
-        Some(ErrorCode::ReadOnly) => "the file or its directory is read-only".into(),
+        Some(ErrorCode::ReadOnly) => READ_ONLY.into(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             "the database is locked by another process".into()
         }
@@ -374,20 +390,25 @@ fn open_reason(e: &rusqlite::Error) -> String {
     }
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+/// Opens `path` read-write (plus `extra` flags), without touching its contents.
+fn connect(path: &Path, extra: OpenFlags) -> Result<Connection, StoreError> {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | extra,
+    )
+    .map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        reason: open_reason(&source),
+    })
+}
+
+/// The settings every connection runs with. Switching to WAL writes the file's header, so
+/// this comes after [`schema::check_owner`].
+fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let open_err = |source: rusqlite::Error| StoreError::Open {
         path: path.to_owned(),
         reason: open_reason(&source),
     };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(open_err)?;
-    // journal_mode is the first statement that reads the file, so a file that is not a
-    // database fails here with SQLite's "file is not a database".
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(open_err)?;
     // FULL: a commit is on disk before it is acknowledged, even across power loss. Group
@@ -398,31 +419,6 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         .map_err(open_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(open_err)?;
-    Ok(conn)
-}
-
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            reason: open_reason(&source),
-        })?;
-    let applied = usize::try_from(version).unwrap_or(usize::MAX);
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::TooNew {
-            path: path.to_owned(),
-            found: version,
-            known: MIGRATIONS.len(),
-        });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i + 1)?;
-        tx.commit()?;
-        tracing::info!(version = i + 1, "applied schema migration");
-    }
     Ok(())
 }
 
