@@ -31,6 +31,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long shutdown waits for connections to close before giving up on them.
     pub shutdown_grace: Duration,
+    /// Test only: SQLite's `max_page_count` for the database, so a test can fill it and see
+    /// `storage_full` without a tiny filesystem. `None` (the default) leaves SQLite's limit.
+    #[doc(hidden)]
+    pub max_page_count: Option<u32>,
 }
 
 impl Config {
@@ -48,6 +52,7 @@ impl Config {
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(4),
+            max_page_count: None,
         }
     }
 }

@@ -42,6 +42,9 @@ struct Args {
     /// server pings at a third of this.
     #[arg(long, env = "NATTER_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: u64,
+    /// Test only (hidden): cap the database at this many pages so tests can fill it.
+    #[arg(long, hide = true)]
+    test_max_page_count: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.queue_capacity = args.queue_capacity;
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
     config.ping_interval = config.idle_timeout / 3;
+    config.max_page_count = args.test_max_page_count;
     // The database first: a file that cannot be used is an error before anything listens,
     // so "listening on" below always means ready.
     let server = Server::open(config)?;

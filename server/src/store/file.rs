@@ -1,7 +1,8 @@
 //! The database file on disk, apart from what SQLite does with it: the lock that keeps a
-//! second natter-server off a file in use.
+//! second natter-server off a file in use, and the identity check that notices the file was
+//! deleted or replaced while the server runs.
 //!
-//! It works on paths and this process's own file handles only; SQL stays in the rest of
+//! Both work on paths and this process's own file handles only; SQL stays in the rest of
 //! the store.
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -77,6 +78,67 @@ impl DbLock {
     }
 }
 
+/// Which file a path named when the database was opened: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    #[cfg(unix)]
+    fn of(meta: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+
+    // Elsewhere there is no portable inode; only a missing file is noticed.
+    #[cfg(not(unix))]
+    fn of(_meta: &std::fs::Metadata) -> FileId {
+        FileId { dev: 0, ino: 0 }
+    }
+}
+
+/// The database file as opened: answers "is the path still that file?".
+///
+/// It compares the path's device and inode with those recorded at open rather than keeping
+/// a descriptor to `fstat` (for the same `fcntl` reason as [`DbLock`]). A deleted file
+/// fails the check (nothing at the path), and so does one replaced by another file (a
+/// different inode), which is just as lost to the next start; a file moved away and back is
+/// the same inode and passes again.
+#[derive(Debug)]
+pub(super) struct DbFile {
+    path: PathBuf,
+    id: FileId,
+}
+
+impl DbFile {
+    /// Records what `path` names now (just after SQLite opened it).
+    pub(super) fn record(path: &Path) -> Result<DbFile, StoreError> {
+        let meta = std::fs::metadata(path).map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(DbFile {
+            path: path.to_owned(),
+            id: FileId::of(&meta),
+        })
+    }
+
+    /// Whether the path still names the file the writer has open. One `stat`: cheap next to
+    /// the fsync of the commit it guards. An error other than "not found" (the directory
+    /// made unreadable) says nothing about the file, so it passes.
+    pub(super) fn is_in_place(&self) -> bool {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => FileId::of(&meta) == self.id,
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -105,5 +167,25 @@ mod tests {
         let db = dir.path().join("x.db");
         drop(DbLock::acquire(&db).unwrap());
         DbLock::acquire(&db).unwrap();
+    }
+
+    /// Deleted: not in place; moved back: in place again; replaced by another file: not.
+    #[test]
+    fn identity_follows_the_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let away = dir.path().join("away.db");
+        std::fs::write(&db, b"one").unwrap();
+        let file = DbFile::record(&db).unwrap();
+        // Held open, as SQLite holds the database: its inode cannot be reused meanwhile.
+        let _open = File::open(&db).unwrap();
+        assert!(file.is_in_place());
+        std::fs::rename(&db, &away).unwrap();
+        assert!(!file.is_in_place());
+        std::fs::rename(&away, &db).unwrap();
+        assert!(file.is_in_place());
+        std::fs::remove_file(&db).unwrap();
+        std::fs::write(&db, b"two").unwrap();
+        assert!(!file.is_in_place());
     }
 }

@@ -8,8 +8,13 @@
 //! The writer calls an `on_commit` callback with the messages of each committed batch, in id
 //! order, before answering the senders. That callback is the whole interface between storage
 //! and fan-out, so a different store (PostgreSQL) or bus (Redis) can replace either side.
+//!
+//! Layout: `writer` (the group-committing thread), `schema` (whose file this is,
+//! migrations), `file` (the lock beside the database, "is the file still at its path"),
+//! `health` (whether writes can commit now; read through [`Store::condition`]).
 
 mod file;
+mod health;
 mod schema;
 mod writer;
 
@@ -21,6 +26,7 @@ use natter_shared::{ClientId, Message, MessageId, Timestamp, Username};
 use rusqlite::{Connection, MAIN_DB, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
+pub use health::Condition;
 pub use writer::OnCommit;
 use writer::Write;
 
@@ -74,6 +80,14 @@ pub enum StoreError {
         /// Ours.
         known: usize,
     },
+    /// The disk holding the database (or its page limit) is full; nothing in this write was
+    /// stored. The writer logs the cause once.
+    #[error("database is full")]
+    Full,
+    /// The database cannot be written (its file deleted or replaced, an I/O error); nothing
+    /// in this write was stored. The writer logs the cause once.
+    #[error("database cannot be written")]
+    Unavailable,
     /// The batch this write was in failed to commit; nothing in it was stored.
     #[error("commit failed: {0}")]
     CommitFailed(String),
@@ -143,6 +157,8 @@ pub struct HistoryQuery {
 pub struct Store {
     writes: mpsc::Sender<Write>,
     readers: Arc<ReaderPool>,
+    file: Arc<file::DbFile>,
+    health: Arc<health::Health>,
 }
 
 struct ReaderPool {
@@ -154,9 +170,11 @@ struct ReaderPool {
 impl Store {
     /// Opens (creating if needed) and migrates the database, and starts the writer thread.
     /// Returns the store and the writer's join handle: once every `Store` clone is dropped the
-    /// writer finishes what is queued and the handle completes.
+    /// writer finishes what is queued and the handle completes. `max_page_count` is for
+    /// tests (SQLite's page limit, to make the database full on purpose); pass `None`.
     pub fn open(
         path: &Path,
+        max_page_count: Option<u32>,
         on_commit: OnCommit,
     ) -> Result<(Store, std::thread::JoinHandle<()>), StoreError> {
         let mut conn = connect(path, OpenFlags::SQLITE_OPEN_CREATE)?;
@@ -174,8 +192,22 @@ impl Store {
         }
         configure(&conn, path)?;
         schema::migrate(&mut conn, path)?;
+        if let Some(pages) = max_page_count {
+            conn.pragma_update(None, "max_page_count", pages)?;
+        }
+        let file = Arc::new(file::DbFile::record(path)?);
+        let health = Arc::new(health::Health::default());
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let handle = writer::spawn(conn, lock, rx, on_commit);
+        let handle = writer::spawn(
+            writer::Writer {
+                conn,
+                lock,
+                file: Arc::clone(&file),
+                health: Arc::clone(&health),
+                on_commit,
+            },
+            rx,
+        );
         let readers = Arc::new(ReaderPool {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
@@ -184,9 +216,32 @@ impl Store {
             Store {
                 writes: tx,
                 readers,
+                file,
+                health,
             },
             handle,
         ))
+    }
+
+    /// Whether writes can commit now, for `/readyz`: what the last batch found, except that
+    /// a file deleted (or back) since is noticed here at once, with one `stat`, rather than
+    /// at the next write.
+    pub fn condition(&self) -> Condition {
+        let now = self.health.get();
+        match now {
+            Condition::Writable | Condition::Gone => {
+                let seen = if self.file.is_in_place() {
+                    Condition::Writable
+                } else {
+                    Condition::Gone
+                };
+                if seen != now {
+                    self.health.set(seen, "seen by the readiness check");
+                }
+                seen
+            }
+            Condition::Full | Condition::Failing => now,
+        }
     }
 
     /// Stores a message from `sender` (whose right to send it is already checked).
@@ -353,7 +408,9 @@ impl ReaderPool {
         match pooled {
             Some(c) => Ok(c),
             None => {
-                let conn = connect(&self.path, OpenFlags::SQLITE_OPEN_CREATE)?;
+                // Never CREATE: with the file deleted that would put an empty database at
+                // its path, one the next start would take for a new one.
+                let conn = connect(&self.path, OpenFlags::empty())?;
                 configure(&conn, &self.path)?;
                 Ok(conn)
             }
