@@ -52,6 +52,10 @@ pub struct Config {
     /// frames, as a scheduling hiccup or a slow machine would stall them.
     #[doc(hidden)]
     pub pause_writes: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Test only: SQLite's `max_page_count` for the database, so a test can fill it and see
+    /// `storage_full` without a tiny filesystem. `None` (the default) leaves SQLite's limit.
+    #[doc(hidden)]
+    pub max_page_count: Option<u32>,
 }
 
 impl Config {
@@ -77,6 +81,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(4),
             write_timeout: Duration::from_secs(30),
             pause_writes: None,
+            max_page_count: None,
         }
     }
 }

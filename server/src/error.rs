@@ -61,8 +61,9 @@ pub enum ServerError {
     /// Shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
-    /// The store failed: a bug or a failing disk.
-    #[error("internal error")]
+    /// The store failed: a full disk or a database that cannot be written (503, retry
+    /// later), else a bug or a failing disk.
+    #[error("{}", store_message(.0))]
     Store(#[from] StoreError),
     /// Any other fault on our side; the detail is logged, not sent.
     #[error("internal error")]
@@ -90,6 +91,11 @@ impl ServerError {
             ServerError::RegistrationThrottled => ErrorCode::RateLimited,
             ServerError::UpgradeRequired => ErrorCode::UpgradeRequired,
             ServerError::ShuttingDown => ErrorCode::ShuttingDown,
+            ServerError::Store(StoreError::Full) => ErrorCode::StorageFull,
+            // Open: a read connection could not open the file (deleted while running).
+            ServerError::Store(StoreError::Unavailable | StoreError::Open { .. }) => {
+                ErrorCode::StorageUnavailable
+            }
             ServerError::Store(_) | ServerError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -124,10 +130,24 @@ impl ServerError {
     /// stays out of the reply.
     pub fn body(&self) -> ErrorBody {
         match self {
+            // The writer logged the cause once when the database became full or unwritable.
+            ServerError::Store(StoreError::Full | StoreError::Unavailable) => {}
             ServerError::Store(e) => tracing::error!(error = %e, "store failure"),
             ServerError::Internal(e) => tracing::error!(error = %e, "internal failure"),
             _ => {}
         }
         ErrorBody::new(self.code(), self.to_string())
+    }
+}
+
+/// What a client is told about a store failure: what to do for the two it can wait out,
+/// nothing of the detail otherwise.
+fn store_message(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Full => "the server's disk is full; nothing was stored, retry later",
+        StoreError::Unavailable | StoreError::Open { .. } => {
+            "the server cannot write its database right now; nothing was stored, retry later"
+        }
+        _ => "internal error",
     }
 }

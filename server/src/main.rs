@@ -66,6 +66,9 @@ struct Args {
     /// closed with 1008 and its slot freed.
     #[arg(long, env = "NATTER_WRITE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     write_timeout: u64,
+    /// Test only (hidden): cap the database at this many pages so tests can fill it.
+    #[arg(long, hide = true)]
+    test_max_page_count: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +111,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
     config.ping_interval = config.idle_timeout / 3;
     config.write_timeout = std::time::Duration::from_secs(args.write_timeout);
+    config.max_page_count = args.test_max_page_count;
     // The database first: a file that cannot be used is an error before anything listens,
     // so "listening on" below always means ready.
     let server = Server::open(config)?;

@@ -42,6 +42,7 @@ impl Server {
         let publisher = Arc::clone(&hub);
         let (store, writer) = Store::open(
             &config.db_path,
+            config.max_page_count,
             Box::new(move |messages| publisher.publish(messages)),
         )?;
         hub.stored_up_to(store.newest_message_id()?);

@@ -49,13 +49,13 @@ impl AppState {
         user: &crate::store::User,
         message: &natter_shared::SendMessage,
     ) -> Result<(), crate::error::ServerError> {
-        if let Some(claimed) = &message.sender_username {
-            if !claimed.eq_ignore_ascii_case(user.username.as_str()) {
-                return Err(crate::error::ServerError::Forbidden(format!(
-                    "you are {}; you cannot send as {claimed:?}",
-                    user.username
-                )));
-            }
+        if let Some(claimed) = &message.sender_username
+            && !claimed.eq_ignore_ascii_case(user.username.as_str())
+        {
+            return Err(crate::error::ServerError::Forbidden(format!(
+                "you are {}; you cannot send as {claimed:?}",
+                user.username
+            )));
         }
         if !self.limiter.allow(user.id) {
             return Err(crate::error::ServerError::RateLimited);

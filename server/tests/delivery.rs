@@ -186,7 +186,8 @@ async fn concurrent_senders_each_socket_gets_exactly_its_messages() {
 
     // Message j of user i: to everyone when j % 3 == 0, else to another user; over the
     // sender socket when j is even, else by POST.
-    let receiver = |i: usize, j: usize| (j % 3 != 0).then(|| (i + 1 + j % (USERS - 1)) % USERS);
+    let receiver =
+        |i: usize, j: usize| (!j.is_multiple_of(3)).then(|| (i + 1 + j % (USERS - 1)) % USERS);
     let mut tasks = Vec::new();
     for (i, mut ws) in senders.into_iter().enumerate() {
         let token = tokens[i].clone();

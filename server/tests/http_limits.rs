@@ -246,11 +246,11 @@ async fn trickled_bodies_under_a_descriptor_limit() {
             .timeout(Duration::from_secs(1))
             .build()
             .unwrap();
-        if let Ok(r) = probe.get(&health_url).send().await {
-            if r.status() == 200 {
-                healthy = true;
-                break;
-            }
+        if let Ok(r) = probe.get(&health_url).send().await
+            && r.status() == 200
+        {
+            healthy = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

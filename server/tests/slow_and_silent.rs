@@ -67,10 +67,11 @@ async fn reader_that_never_reads_is_cut_after_the_write_timeout() {
     tcp.write_all(request.as_bytes()).await.unwrap();
     // The watcher sees the stuck user come online.
     loop {
-        if let ServerFrame::Presence { username, online } = watch.next_frame().await {
-            if username.as_str() == "stuck" && online {
-                break;
-            }
+        if let ServerFrame::Presence { username, online } = watch.next_frame().await
+            && username.as_str() == "stuck"
+            && online
+        {
+            break;
         }
     }
     let reading = tokio::spawn(async move {
@@ -79,11 +80,12 @@ async fn reader_that_never_reads_is_cut_after_the_write_timeout() {
         while ids.len() < TOTAL || offline_after.is_none() {
             match watch.next_frame().await {
                 ServerFrame::ChatMessage { message } => ids.push(message.id.0),
-                ServerFrame::Presence { username, online } => {
-                    if username.as_str() == "stuck" && !online {
-                        offline_after = Some(ids.len());
-                    }
+                ServerFrame::Presence { username, online }
+                    if username.as_str() == "stuck" && !online =>
+                {
+                    offline_after = Some(ids.len());
                 }
+                ServerFrame::Presence { .. } => {}
                 other => panic!("unexpected {other:?}"),
             }
         }

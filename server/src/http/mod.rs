@@ -6,6 +6,7 @@
 //! and one line in `route`.
 
 mod auth;
+mod health;
 mod messages;
 mod users;
 
@@ -67,6 +68,8 @@ async fn route(
             }
             _ => Err(ServerError::MethodNotAllowed("GET")),
         },
+        "/livez" => health::livez(method),
+        "/readyz" => health::readyz(method, state),
         "/api/auth/register" => match *method {
             Method::POST => auth::register(req, state, peer).await,
             _ => Err(ServerError::MethodNotAllowed("POST")),

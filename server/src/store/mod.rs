@@ -8,7 +8,14 @@
 //! The writer calls an `on_commit` callback with the messages of each committed batch, in id
 //! order, before answering the senders. That callback is the whole interface between storage
 //! and fan-out, so a different store (PostgreSQL) or bus (Redis) can replace either side.
+//!
+//! Layout: `writer` (the group-committing thread), `schema` (whose file this is,
+//! migrations), `file` (the lock beside the database, "is the file still at its path"),
+//! `health` (whether writes can commit now; read through [`Store::condition`]).
 
+mod file;
+mod health;
+mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -16,14 +23,12 @@ use std::sync::{Arc, Mutex};
 
 use natter_shared::protocol::SendMessage;
 use natter_shared::{ClientId, Message, MessageId, Timestamp, Username};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, MAIN_DB, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
+pub use health::Condition;
 pub use writer::OnCommit;
 use writer::Write;
-
-/// Migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
 
 /// Writes that may wait for the writer before senders feel backpressure.
 const WRITE_QUEUE: usize = 8192;
@@ -45,6 +50,24 @@ pub enum StoreError {
         /// Why, in words for the person starting the server.
         reason: String,
     },
+    /// Another natter-server holds the database's lock file. Two servers on one file would
+    /// each fan out only their own commits, so clients of one never see the other's.
+    #[error("cannot open database {path}: another natter-server is using it ({holder})")]
+    InUse {
+        /// The database file.
+        path: PathBuf,
+        /// "pid N", as the holder wrote it into the lock file.
+        holder: String,
+    },
+    /// The lock file beside the database could not be created or locked.
+    #[error("cannot create or lock {path} (is its directory read-only?)")]
+    Lock {
+        /// `<db>.lock`.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file was written by a newer natter-server.
     #[error(
         "database {path} has schema version {found}, newer than this server's {known}; upgrade natter-server"
@@ -57,6 +80,14 @@ pub enum StoreError {
         /// Ours.
         known: usize,
     },
+    /// The disk holding the database (or its page limit) is full; nothing in this write was
+    /// stored. The writer logs the cause once.
+    #[error("database is full")]
+    Full,
+    /// The database cannot be written (its file deleted or replaced, an I/O error); nothing
+    /// in this write was stored. The writer logs the cause once.
+    #[error("database cannot be written")]
+    Unavailable,
     /// The batch this write was in failed to commit; nothing in it was stored.
     #[error("commit failed: {0}")]
     CommitFailed(String),
@@ -126,6 +157,8 @@ pub struct HistoryQuery {
 pub struct Store {
     writes: mpsc::Sender<Write>,
     readers: Arc<ReaderPool>,
+    file: Arc<file::DbFile>,
+    health: Arc<health::Health>,
 }
 
 struct ReaderPool {
@@ -137,15 +170,44 @@ struct ReaderPool {
 impl Store {
     /// Opens (creating if needed) and migrates the database, and starts the writer thread.
     /// Returns the store and the writer's join handle: once every `Store` clone is dropped the
-    /// writer finishes what is queued and the handle completes.
+    /// writer finishes what is queued and the handle completes. `max_page_count` is for
+    /// tests (SQLite's page limit, to make the database full on purpose); pass `None`.
     pub fn open(
         path: &Path,
+        max_page_count: Option<u32>,
         on_commit: OnCommit,
     ) -> Result<(Store, std::thread::JoinHandle<()>), StoreError> {
-        let mut conn = open_connection(path)?;
-        migrate(&mut conn, path)?;
+        let mut conn = connect(path, OpenFlags::SQLITE_OPEN_CREATE)?;
+        // Reads only: a file that is not natter's is refused as it was, with nothing beside it.
+        schema::check_owner(&conn, path)?;
+        // Before anything writes: a second server must not even run migrations.
+        let lock = file::DbLock::acquire(path)?;
+        // SQLite opens a file it may not write read-only without a word; every send would
+        // then fail. (A read-only directory fails below, where the WAL cannot be created.)
+        if conn.is_readonly(MAIN_DB)? {
+            return Err(StoreError::Open {
+                path: path.to_owned(),
+                reason: READ_ONLY.into(),
+            });
+        }
+        configure(&conn, path)?;
+        schema::migrate(&mut conn, path)?;
+        if let Some(pages) = max_page_count {
+            conn.pragma_update(None, "max_page_count", pages)?;
+        }
+        let file = Arc::new(file::DbFile::record(path)?);
+        let health = Arc::new(health::Health::default());
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let handle = writer::spawn(conn, rx, on_commit);
+        let handle = writer::spawn(
+            writer::Writer {
+                conn,
+                lock,
+                file: Arc::clone(&file),
+                health: Arc::clone(&health),
+                on_commit,
+            },
+            rx,
+        );
         let readers = Arc::new(ReaderPool {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
@@ -154,9 +216,32 @@ impl Store {
             Store {
                 writes: tx,
                 readers,
+                file,
+                health,
             },
             handle,
         ))
+    }
+
+    /// Whether writes can commit now, for `/readyz`: what the last batch found, except that
+    /// a file deleted (or back) since is noticed here at once, with one `stat`, rather than
+    /// at the next write.
+    pub fn condition(&self) -> Condition {
+        let now = self.health.get();
+        match now {
+            Condition::Writable | Condition::Gone => {
+                let seen = if self.file.is_in_place() {
+                    Condition::Writable
+                } else {
+                    Condition::Gone
+                };
+                if seen != now {
+                    self.health.set(seen, "seen by the readiness check");
+                }
+                seen
+            }
+            Condition::Full | Condition::Failing => now,
+        }
     }
 
     /// Stores a message from `sender` (whose right to send it is already checked).
@@ -332,7 +417,13 @@ impl ReaderPool {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
             Some(c) => Ok(c),
-            None => open_connection(&self.path),
+            None => {
+                // Never CREATE: with the file deleted that would put an empty database at
+                // its path, one the next start would take for a new one.
+                let conn = connect(&self.path, OpenFlags::empty())?;
+                configure(&conn, &self.path)?;
+                Ok(conn)
+            }
         }
     }
 
@@ -344,6 +435,9 @@ impl ReaderPool {
     }
 }
 
+/// Why a read-only file or directory is refused.
+const READ_ONLY: &str = "the file or its directory is read-only";
+
 /// Why a database file could not be opened, in one line for the person starting the
 /// server (SQLite's own message repeats the path and its error code).
 fn open_reason(e: &rusqlite::Error) -> String {
@@ -354,7 +448,7 @@ fn open_reason(e: &rusqlite::Error) -> String {
         }
         Some(ErrorCode::NotADatabase) => "the file is not a database (not SQLite, or damaged)".into(),
         Some(ErrorCode::DatabaseCorrupt) => "the database is damaged".into(),
-        Some(ErrorCode::ReadOnly) => "the file or its directory is read-only".into(),
+        Some(ErrorCode::ReadOnly) => READ_ONLY.into(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             "the database is locked by another process".into()
         }
@@ -363,20 +457,25 @@ fn open_reason(e: &rusqlite::Error) -> String {
     }
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+/// Opens `path` read-write (plus `extra` flags), without touching its contents.
+fn connect(path: &Path, extra: OpenFlags) -> Result<Connection, StoreError> {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | extra,
+    )
+    .map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        reason: open_reason(&source),
+    })
+}
+
+/// The settings every connection runs with. Switching to WAL writes the file's header, so
+/// this comes after [`schema::check_owner`].
+fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let open_err = |source: rusqlite::Error| StoreError::Open {
         path: path.to_owned(),
         reason: open_reason(&source),
     };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(open_err)?;
-    // journal_mode is the first statement that reads the file, so a file that is not a
-    // database fails here with SQLite's "file is not a database".
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(open_err)?;
     // FULL: a commit is on disk before it is acknowledged, even across power loss. Group
@@ -387,31 +486,6 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         .map_err(open_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(open_err)?;
-    Ok(conn)
-}
-
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            reason: open_reason(&source),
-        })?;
-    let applied = usize::try_from(version).unwrap_or(usize::MAX);
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::TooNew {
-            path: path.to_owned(),
-            found: version,
-            known: MIGRATIONS.len(),
-        });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i + 1)?;
-        tx.commit()?;
-        tracing::info!(version = i + 1, "applied schema migration");
-    }
     Ok(())
 }
 

@@ -9,14 +9,23 @@
 //!
 //! Being the only writer also makes the checks race-free: "is this name taken", "has this
 //! client_id been used" and the insert that follows run with no other writer in between.
+//!
+//! Storage faults fail writes, never acknowledge them: a write whose statement hits a full
+//! disk or an I/O error is answered [`StoreError::Full`] / [`StoreError::Unavailable`]; if
+//! SQLite rolled the whole transaction back meanwhile, or the database file is no longer at
+//! its path just before the commit, the whole batch is. The outcome goes into the store's
+//! [`Health`] flag after every batch.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use natter_shared::protocol::SendMessage;
 use natter_shared::{Message, MessageId, Timestamp, Username};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::file::{DbFile, DbLock};
+use super::health::{Condition, Health};
 use super::{RegisterOutcome, SendOutcome, StoreError, User, UserId, message_from_row};
 
 /// Most writes in one transaction: bounds how long the first of them waits.
@@ -59,14 +68,24 @@ enum Applied {
     Token(Reply<()>, Result<(), StoreError>),
 }
 
-pub(super) fn spawn(
-    conn: Connection,
-    rx: mpsc::Receiver<Write>,
-    on_commit: OnCommit,
-) -> std::thread::JoinHandle<()> {
+/// What the writer thread owns.
+pub(super) struct Writer {
+    pub(super) conn: Connection,
+    /// Held until the last batch is committed, so a server started after this one stops
+    /// writing cannot overlap with it.
+    pub(super) lock: DbLock,
+    /// Checked before each commit.
+    pub(super) file: Arc<DbFile>,
+    /// Set after each batch.
+    pub(super) health: Arc<Health>,
+    pub(super) on_commit: OnCommit,
+}
+
+/// Starts the writer thread.
+pub(super) fn spawn(writer: Writer, rx: mpsc::Receiver<Write>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("natter-store-writer".into())
-        .spawn(move || run(conn, rx, on_commit))
+        .spawn(move || run(writer, rx))
         // Failing to start a thread at startup is unrecoverable (out of memory or pids).
         .unwrap_or_else(|e| panic!("cannot start the store writer thread: {e}"))
 }
@@ -79,7 +98,7 @@ type UserCache = HashMap<String, (i64, Username)>;
 /// Entries the receiver cache may hold before it starts over (~100 bytes each).
 const USER_CACHE_MAX: usize = 100_000;
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Write>, on_commit: OnCommit) {
+fn run(mut writer: Writer, mut rx: mpsc::Receiver<Write>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut users = UserCache::new();
     while let Some(first) = rx.blocking_recv() {
@@ -90,26 +109,132 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Write>, on_commit: OnCommit)
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut batch, &on_commit, &mut users);
+        commit_batch(&mut writer, &mut batch, &mut users);
     }
+    // The connection closes before the lock is released.
+    let Writer { conn, lock, .. } = writer;
+    drop(conn);
+    drop(lock);
     tracing::debug!("store writer finished");
 }
 
-fn commit_batch(
-    conn: &mut Connection,
-    batch: &mut Vec<Write>,
-    on_commit: &OnCommit,
-    users: &mut UserCache,
-) {
+/// Why a batch did not commit.
+struct BatchFailure {
+    /// The storage fault, if it was one (else a bug, answered as a plain commit failure).
+    condition: Option<Condition>,
+    /// For the log.
+    cause: String,
+}
+
+impl BatchFailure {
+    fn sqlite(e: &rusqlite::Error) -> BatchFailure {
+        BatchFailure {
+            condition: condition_of(e),
+            cause: e.to_string(),
+        }
+    }
+
+    /// What each write of the failed batch is answered.
+    fn error(&self) -> StoreError {
+        match self.condition {
+            Some(Condition::Full) => StoreError::Full,
+            Some(_) => StoreError::Unavailable,
+            None => StoreError::CommitFailed(self.cause.clone()),
+        }
+    }
+}
+
+/// The storage fault behind a SQLite error, if it is one: the disk (or page limit) is full,
+/// or the file cannot be written. Anything else (a constraint, a bug) is not.
+fn condition_of(e: &rusqlite::Error) -> Option<Condition> {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code()? {
+        ErrorCode::DiskFull => Some(Condition::Full),
+        ErrorCode::SystemIoFailure
+        | ErrorCode::ReadOnly
+        | ErrorCode::CannotOpen
+        | ErrorCode::DatabaseCorrupt
+        | ErrorCode::NotADatabase => Some(Condition::Failing),
+        _ => None,
+    }
+}
+
+/// Turns a write's SQLite error that is a storage fault into [`StoreError::Full`] /
+/// [`StoreError::Unavailable`]; the condition and its cause, if so.
+fn classify<T>(r: &mut Result<T, StoreError>) -> Option<(Condition, String)> {
+    let Err(StoreError::Sqlite(e)) = r else {
+        return None;
+    };
+    let condition = condition_of(e)?;
+    let cause = e.to_string();
+    *r = Err(match condition {
+        Condition::Full => StoreError::Full,
+        _ => StoreError::Unavailable,
+    });
+    Some((condition, cause))
+}
+
+impl Applied {
+    fn classify(&mut self) -> Option<(Condition, String)> {
+        match self {
+            Applied::Message(_, r) => classify(r),
+            Applied::Register(_, r) => classify(r),
+            Applied::Token(_, r) => classify(r),
+        }
+    }
+}
+
+fn commit_batch(writer: &mut Writer, batch: &mut Vec<Write>, users: &mut UserCache) {
     let size = batch.len();
     let mut applied = Vec::with_capacity(size);
-    let committed = (|| -> Result<(), StoreError> {
-        let mut tx = conn.transaction()?;
+    // The worst storage fault a single write met, with its cause.
+    let mut worst: Option<(Condition, String)> = None;
+    let committed = (|| -> Result<(), BatchFailure> {
+        let mut tx = writer
+            .conn
+            .transaction()
+            .map_err(|e| BatchFailure::sqlite(&e))?;
+        let mut aborted: Option<BatchFailure> = None;
         for w in batch.drain(..) {
-            applied.push(apply_in_savepoint(&mut tx, w, users));
+            if let Some(failure) = &aborted {
+                applied.push(reply_err(w, failure.error()));
+                continue;
+            }
+            let mut a = apply_in_savepoint(&mut tx, w, users);
+            let fault = a.classify();
+            // SQLite undoes a failed statement by itself, but after a full disk or an I/O
+            // error it may roll back the whole transaction: the writes before this one are
+            // gone, and the ones after would each commit on their own. So the batch fails
+            // as a whole, and nothing in it is acknowledged.
+            if tx.is_autocommit() {
+                let (condition, cause) = fault
+                    .clone()
+                    .unwrap_or((Condition::Failing, "transaction rolled back".into()));
+                aborted = Some(BatchFailure {
+                    condition: Some(condition),
+                    cause,
+                });
+            }
+            if let Some(f) = fault
+                && worst.as_ref().is_none_or(|(c, _)| f.0 > *c)
+            {
+                worst = Some(f);
+            }
+            applied.push(a);
         }
-        tx.commit()?;
-        Ok(())
+        if let Some(failure) = aborted {
+            return Err(failure);
+        }
+        // A deleted or replaced file still takes commits (SQLite writes to the inode it has
+        // open), and they vanish with this process: refuse them instead. One stat per
+        // batch, next to an fsync.
+        if !writer.file.is_in_place() {
+            return Err(BatchFailure {
+                condition: Some(Condition::Gone),
+                cause: "the path no longer names the file this server opened".into(),
+            });
+        }
+        tx.commit().map_err(|e| BatchFailure::sqlite(&e))
     })();
     // `drain` may have stopped early if the transaction failed to start.
     let leftover = std::mem::take(batch);
@@ -123,19 +248,36 @@ fn commit_batch(
                 })
                 .collect();
             if !stored.is_empty() {
-                on_commit(&stored);
+                (writer.on_commit)(&stored);
             }
             tracing::debug!(size, stored = stored.len(), "committed batch");
             for a in applied {
                 answer(a);
             }
+            match worst {
+                Some((condition, cause)) => writer.health.set(condition, &cause),
+                None => writer.health.set(Condition::Writable, ""),
+            }
         }
-        Err(e) => {
+        Err(failure) => {
+            // A failed COMMIT can leave the transaction open; the next batch needs it closed.
+            if !writer.conn.is_autocommit() {
+                let _ = writer.conn.execute_batch("ROLLBACK");
+            }
             // It may have cached a receiver registered in this very batch.
             users.clear();
-            tracing::error!(error = %e, size, "batch commit failed; nothing in it was stored");
+            match failure.condition {
+                // Logged once per change of condition, not per batch.
+                Some(condition) => {
+                    tracing::debug!(size, cause = %failure.cause, "batch refused; nothing in it was stored");
+                    writer.health.set(condition, &failure.cause);
+                }
+                None => {
+                    tracing::error!(error = %failure.cause, size, "batch commit failed; nothing in it was stored");
+                }
+            }
             for a in applied {
-                answer_failed(a, &e);
+                answer_failed(a, &failure);
             }
         }
     }
@@ -364,8 +506,8 @@ fn answer(a: Applied) {
     }
 }
 
-fn answer_failed(a: Applied, e: &StoreError) {
-    let err = || StoreError::CommitFailed(e.to_string());
+fn answer_failed(a: Applied, failure: &BatchFailure) {
+    let err = || failure.error();
     match a {
         Applied::Message(reply, _) => drop(reply.send(Err(err()))),
         Applied::Register(reply, _) => drop(reply.send(Err(err()))),
@@ -375,4 +517,135 @@ fn answer_failed(a: Applied, e: &StoreError) {
 
 fn fail(w: Write) {
     answer(reply_err(w, StoreError::Closed));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::{OpenFlags, configure, connect, schema};
+
+    /// A writer on a fresh database in `dir`, with one user; `on_commit` records texts.
+    fn writer(dir: &std::path::Path, committed: Arc<Mutex<Vec<String>>>) -> (Writer, User) {
+        let path = dir.join("t.db");
+        let lock = DbLock::acquire(&path).unwrap();
+        let mut conn = connect(&path, OpenFlags::SQLITE_OPEN_CREATE).unwrap();
+        configure(&conn, &path).unwrap();
+        schema::migrate(&mut conn, &path).unwrap();
+        let name = Username::parse("alice").unwrap();
+        let Ok(RegisterOutcome::Created(user)) = insert_user(&conn, name, "hash", &[0; 32]) else {
+            panic!("no user");
+        };
+        let writer = Writer {
+            conn,
+            lock,
+            file: Arc::new(DbFile::record(&path).unwrap()),
+            health: Arc::new(Health::default()),
+            on_commit: Box::new(move |ms| {
+                committed
+                    .lock()
+                    .unwrap()
+                    .extend(ms.iter().map(|m| m.text.clone()));
+            }),
+        };
+        (writer, user)
+    }
+
+    fn send(
+        user: &User,
+        text: &str,
+    ) -> (Write, oneshot::Receiver<Result<SendOutcome, StoreError>>) {
+        let (reply, rx) = oneshot::channel();
+        let message = SendMessage {
+            sender_username: None,
+            receiver_username: None,
+            text: text.into(),
+            client_id: None,
+        };
+        let w = Write::Message {
+            sender: user.clone(),
+            message,
+            reply,
+        };
+        (w, rx)
+    }
+
+    /// A write that makes SQLite roll back the whole transaction mid-batch (here a trigger's
+    /// RAISE(ROLLBACK), as SQLite may do itself on a full disk or an I/O error) fails the
+    /// whole batch: no write is acknowledged, none is stored, none is fanned out, and the
+    /// writes after it do not commit one by one.
+    #[test]
+    fn batch_fails_whole_when_sqlite_rolls_the_transaction_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let committed = Arc::new(Mutex::new(Vec::new()));
+        let (mut w, user) = writer(dir.path(), Arc::clone(&committed));
+        w.conn
+            .execute_batch(
+                "CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.text = 'boom' \
+                 BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
+            )
+            .unwrap();
+        let mut batch = Vec::new();
+        let mut replies = Vec::new();
+        for text in ["before", "boom", "after"] {
+            let (write, rx) = send(&user, text);
+            batch.push(write);
+            replies.push(rx);
+        }
+        commit_batch(&mut w, &mut batch, &mut UserCache::new());
+
+        for mut rx in replies {
+            let answer = rx.try_recv().unwrap();
+            assert!(answer.is_err(), "acknowledged: {answer:?}");
+        }
+        let stored: i64 = w
+            .conn
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 0);
+        assert!(committed.lock().unwrap().is_empty());
+        assert!(w.conn.is_autocommit());
+    }
+
+    /// A write that does not fit (SQLITE_FULL from the page limit) makes SQLite roll back
+    /// the whole transaction: every write in the batch is answered `Full`, none is stored or
+    /// fanned out, and the store's flag says full.
+    #[test]
+    fn full_database_mid_batch_fails_the_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let committed = Arc::new(Mutex::new(Vec::new()));
+        let (mut w, user) = writer(dir.path(), Arc::clone(&committed));
+        let pages: i64 = w
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        w.conn
+            .pragma_update(None, "max_page_count", pages + 4)
+            .unwrap();
+
+        let big = "x".repeat(200_000);
+        let mut batch = Vec::new();
+        let mut replies = Vec::new();
+        for text in ["small 1", big.as_str(), "small 2"] {
+            let (write, rx) = send(&user, text);
+            batch.push(write);
+            replies.push(rx);
+        }
+        commit_batch(&mut w, &mut batch, &mut UserCache::new());
+
+        for mut rx in replies {
+            let answer = rx.try_recv().unwrap();
+            assert!(matches!(answer, Err(StoreError::Full)), "{answer:?}");
+        }
+        let stored: i64 = w
+            .conn
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 0);
+        assert!(committed.lock().unwrap().is_empty());
+        assert_eq!(w.health.get(), Condition::Full);
+    }
 }

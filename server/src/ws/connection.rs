@@ -294,10 +294,10 @@ where
                 feed = Feed::CatchingUp { rejoined: false };
             }
             Some((client_id, outcome)) = pending.next() => {
-                if let Some(frame) = outcome_frame(client_id, outcome) {
-                    if let Err(end) = out.send(frame).await {
-                        return end;
-                    }
+                if let Some(frame) = outcome_frame(client_id, outcome)
+                    && let Err(end) = out.send(frame).await
+                {
+                    return end;
                 }
             }
             queued = sub.rx.recv(), if live => {
@@ -345,10 +345,10 @@ where
                             }
                             Err(frame) => Some(frame),
                         };
-                        if let Some(frame) = reply {
-                            if let Err(end) = out.send(frame).await {
-                                return end;
-                            }
+                        if let Some(frame) = reply
+                            && let Err(end) = out.send(frame).await
+                        {
+                            return end;
                         }
                     }
                     Some(Ok(WsMessage::Binary(_))) => {

@@ -48,6 +48,18 @@ impl TestServer {
         }
     }
 
+    /// Starts a server on `dir`'s `natter.db`, which the test prepared.
+    pub fn start_on(dir: tempfile::TempDir, args: &[&str]) -> TestServer {
+        let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn(&dir.path().join("natter.db"), &extra_args);
+        TestServer {
+            child,
+            addr,
+            dir,
+            extra_args,
+        }
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("natter.db")
     }
@@ -295,4 +307,83 @@ impl Ws {
             }
         }
     }
+}
+
+/// How a server that was expected to refuse to start ended.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: std::process::ExitStatus,
+    pub stderr: String,
+}
+
+/// Starts `natter-server` on `db` (run through `wrapper`, e.g. `setpriv ...`, when it is not
+/// empty) and expects it to exit without listening; panics if it listens or keeps running.
+pub fn expect_refusal(wrapper: &[&str], db: &std::path::Path) -> Refusal {
+    let bin = env!("CARGO_BIN_EXE_natter-server");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.args(["--bind", "127.0.0.1:0", "--db"])
+        .arg(db)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "server on {} did not exit within {WAIT:?}: it is serving",
+                db.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        !stdout.contains("listening"),
+        "server started on {}: {stdout}",
+        db.display()
+    );
+    Refusal { status, stderr }
+}
+
+/// Asserts the server said why it refused in exactly one line containing `needle`.
+pub fn assert_one_line(refusal: &Refusal, needle: &str) {
+    assert!(
+        !refusal.status.success(),
+        "exit status {:?}",
+        refusal.status
+    );
+    let lines: Vec<&str> = refusal.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr: {:?}", refusal.stderr);
+    assert!(
+        lines[0].starts_with("natter-server: ") && lines[0].contains(needle),
+        "stderr line {:?} should mention {needle:?}",
+        lines[0]
+    );
 }
