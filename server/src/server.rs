@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::http::canned::CannedErrors;
 use crate::hub::Hub;
 use crate::rate::RateLimiter;
 use crate::state::AppState;
@@ -90,7 +91,7 @@ impl Server {
                         // A client that never finishes its headers must not hold a task forever.
                         .timer(TokioTimer::new())
                         .header_read_timeout(HEADER_READ_TIMEOUT)
-                        .serve_connection(TokioIo::new(tcp), service)
+                        .serve_connection(TokioIo::new(CannedErrors::new(tcp)), service)
                         .with_upgrades();
                     let stop = state.shutdown.clone();
                     state.tasks.spawn(async move {
