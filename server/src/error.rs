@@ -43,6 +43,11 @@ pub enum ServerError {
     /// At the connection limit.
     #[error("server is at its connection limit; try again later")]
     TooManyConnections,
+    /// The HTTP request is malformed in a way our handlers see, such as a WebSocket
+    /// handshake with an invalid key. (hyper answers unparsable requests itself; see
+    /// `http::canned`.)
+    #[error("{0}")]
+    BadRequest(&'static str),
     /// GET on the WebSocket path without upgrade headers.
     #[error("this path speaks WebSocket; connect with a WebSocket client")]
     UpgradeRequired,
@@ -71,6 +76,7 @@ impl ServerError {
             ServerError::UsernameTaken(_) => ErrorCode::UsernameTaken,
             ServerError::RateLimited | ServerError::LoginThrottled => ErrorCode::RateLimited,
             ServerError::TooManyConnections => ErrorCode::TooManyConnections,
+            ServerError::BadRequest(_) => ErrorCode::BadRequest,
             ServerError::UpgradeRequired => ErrorCode::UpgradeRequired,
             ServerError::ShuttingDown => ErrorCode::ShuttingDown,
             ServerError::Store(_) | ServerError::Internal(_) => ErrorCode::Internal,

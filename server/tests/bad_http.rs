@@ -77,3 +77,45 @@ async fn good_requests_pass_through_unchanged() {
     assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");
     assert_eq!(text.matches(r#"{"status":"ok"}"#).count(), 2, "{text}");
 }
+
+/// A WebSocket upgrade whose `Sec-WebSocket-Key` is missing, empty, not base64, or not 16
+/// bytes long is refused with 400 `bad_request` naming the header, not upgraded.
+#[tokio::test]
+async fn invalid_websocket_keys_are_400() {
+    let server = TestServer::start();
+    let token = server.register("alice").await;
+    let cases = [
+        Some(""),
+        Some("not base64 at all, sorry!"),
+        Some("!!!!!!!!!!!!!!!!!!!!!!=="),
+        Some("dGhlIHNhbXBsZSBub25jZQ"),
+        Some("dGhlIHNhbXBsZSBub25jZSE="),
+        Some("dGhlIHNhbXBsZSBub25jZSEhIQ=="),
+        None,
+    ];
+    for key in cases {
+        let request = raw::upgrade_request(&server.addr, &token, key);
+        let r = raw::request_response(&server.addr, &request).await;
+        assert_eq!(r.status, 400, "key {key:?}: {r:?}");
+        let e = r.error();
+        assert_eq!(e.error.code, ErrorCode::BadRequest, "key {key:?}");
+        assert!(
+            e.error.message.contains("Sec-WebSocket-Key"),
+            "key {key:?}: {e:?}"
+        );
+    }
+}
+
+/// A valid key still upgrades, with the accept value RFC 6455 gives for its sample key.
+#[tokio::test]
+async fn valid_websocket_key_upgrades() {
+    let server = TestServer::start();
+    let token = server.register("alice").await;
+    let request = raw::upgrade_request(&server.addr, &token, Some("dGhlIHNhbXBsZSBub25jZQ=="));
+    let r = raw::request_response(&server.addr, &request).await;
+    assert_eq!(r.status, 101);
+    assert_eq!(
+        r.header("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+}

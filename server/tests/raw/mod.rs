@@ -21,6 +21,28 @@ pub async fn exchange(addr: &str, request: &[u8]) -> Vec<u8> {
     read_to_close(&mut tcp).await
 }
 
+/// Writes `request` and reads one response (its head, and as many body bytes as its
+/// Content-Length says), whether or not the server then closes the connection.
+pub async fn request_response(addr: &str, request: &[u8]) -> Response {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read_one = async {
+        loop {
+            if let Some(r) = Response::parse_complete(&received) {
+                return r;
+            }
+            let n = tcp.read(&mut buf).await.unwrap_or(0);
+            assert!(n > 0, "closed before a full response: {received:?}");
+            received.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(WAIT, read_one)
+        .await
+        .expect("no complete response")
+}
+
 /// Reads until EOF, a reset, or [`WAIT`].
 pub async fn read_to_close(tcp: &mut TcpStream) -> Vec<u8> {
     let mut received = Vec::new();
@@ -40,7 +62,6 @@ pub async fn read_to_close(tcp: &mut TcpStream) -> Vec<u8> {
 }
 
 /// An HTTP/1.1 response split into its parts.
-#[derive(Debug)]
 pub struct Response {
     /// The status code.
     pub status: u16,
@@ -48,6 +69,16 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The bytes after the head.
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .finish()
+    }
 }
 
 impl Response {
@@ -71,6 +102,14 @@ impl Response {
             headers,
             body: bytes[end + 4..].to_vec(),
         }
+    }
+
+    /// The response in `bytes` if all of it (head and Content-Length body) is there.
+    pub fn parse_complete(bytes: &[u8]) -> Option<Response> {
+        bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let r = Response::parse(bytes);
+        let length = r.header("content-length").map_or(0, |v| v.parse().unwrap());
+        (r.body.len() >= length).then_some(r)
     }
 
     /// The value of header `name` (lowercase), if present.
