@@ -55,6 +55,11 @@ pub enum ServerError {
     /// Too many registrations from this address.
     #[error("too many registrations from this address; wait a minute and retry")]
     RegistrationThrottled,
+    /// The HTTP request is malformed in a way our handlers see, such as a WebSocket
+    /// handshake with an invalid key. (hyper answers unparsable requests itself; see
+    /// `http::canned`.)
+    #[error("{0}")]
+    BadRequest(&'static str),
     /// GET on the WebSocket path without upgrade headers.
     #[error("this path speaks WebSocket; connect with a WebSocket client")]
     UpgradeRequired,
@@ -89,6 +94,7 @@ impl ServerError {
             ServerError::Busy => ErrorCode::Busy,
             ServerError::RequestTimeout => ErrorCode::RequestTimeout,
             ServerError::RegistrationThrottled => ErrorCode::RateLimited,
+            ServerError::BadRequest(_) => ErrorCode::BadRequest,
             ServerError::UpgradeRequired => ErrorCode::UpgradeRequired,
             ServerError::ShuttingDown => ErrorCode::ShuttingDown,
             ServerError::Store(StoreError::Full) => ErrorCode::StorageFull,

@@ -8,7 +8,8 @@
 //!   accept loop and shutdown.
 //! - [`config`]: settings and defaults.
 //! - [`state`]: `AppState`, shared by every request and connection; the send admission check.
-//! - [`http`]: routing, the REST handlers (`auth`, `messages`, `users`) and the probes (`health`).
+//! - [`http`]: routing, the REST handlers (`auth`, `messages`, `users`), the probes (`health`),
+//!   and `canned` (the JSON body for the 400 and 431 hyper sends by itself).
 //! - [`ws`]: the WebSocket upgrade and the per-connection loop.
 //! - [`hub`]: connected users, per-connection bounded queues, who receives what.
 //! - [`store`]: SQLite, migrations, the group-committing writer thread.

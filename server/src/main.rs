@@ -1,4 +1,8 @@
 //! `natter-server`: flags, logging, the database, bind, and `Server::serve` until SIGINT/SIGTERM.
+//!
+//! Logging goes to stderr at `RUST_LOG` (default `info`), except that message text never
+//! does, at any level: the WebSocket library's payload-printing trace events are filtered
+//! out whatever `RUST_LOG` says.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,14 +75,38 @@ struct Args {
     test_max_page_count: Option<u32>,
 }
 
+/// Crates whose trace level prints WebSocket payloads, i.e. message text, direct messages
+/// included: tungstenite logs every message it reads ("Received message {text}") and every
+/// frame with its payload in hex, at trace; its debug events are handshake and close-frame
+/// lines only. (hyper logs sizes, not bytes, and is built without its `tracing` feature.)
+const PAYLOAD_TRACING_CRATES: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
+
+/// Whether `meta` is a trace event from one of [`PAYLOAD_TRACING_CRATES`] (their targets
+/// are module paths, e.g. `tungstenite::protocol`).
+fn may_print_payload(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() == tracing::Level::TRACE
+        && PAYLOAD_TRACING_CRATES.iter().any(|krate| {
+            meta.target()
+                .strip_prefix(krate)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
+    use tracing_subscriber::prelude::*;
+    let requested = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A ceiling RUST_LOG cannot raise: a directive appended to the EnvFilter would lose to
+    // a more specific one such as `tungstenite::protocol=trace`.
+    let filter = requested.and(filter_fn(|meta| !may_print_payload(meta)));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colour codes only for a person at a terminal, not in a log file.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(filter),
         )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not in a log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match serve(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::http::canned::CannedErrors;
 use crate::hub::Hub;
 use crate::limits::{ConnectionLimits, HttpSlot};
 use crate::rate::RateLimiter;
@@ -112,7 +113,7 @@ impl Server {
                         // deadline in `read_body`.
                         .timer(TokioTimer::new())
                         .header_read_timeout(state.config.request_timeout)
-                        .serve_connection(TokioIo::new(tcp), service)
+                        .serve_connection(TokioIo::new(CannedErrors::new(tcp)), service)
                         .with_upgrades();
                     let stop = state.shutdown.clone();
                     state.tasks.spawn(async move {
@@ -179,7 +180,7 @@ fn serve_over_cap(
         .timer(TokioTimer::new())
         .header_read_timeout(OVER_CAP_TIMEOUT)
         .keep_alive(false)
-        .serve_connection(TokioIo::new(tcp), service);
+        .serve_connection(TokioIo::new(CannedErrors::new(tcp)), service);
     state.tasks.spawn(async move {
         let _ = tokio::time::timeout(2 * OVER_CAP_TIMEOUT, conn).await;
         drop(slot);

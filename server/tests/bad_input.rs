@@ -282,3 +282,58 @@ fn unusable_database_files_are_clear_startup_errors() {
     }
     assert_eq!(std::fs::read(&db).unwrap(), garbage);
 }
+
+/// A JSON array is not an object: register, login, a REST post and a WebSocket frame each
+/// refuse one with `invalid_json` (400, or an error frame on an open connection), even when
+/// its elements would fill the fields in order; no account or message is created.
+#[tokio::test]
+async fn array_bodies_are_refused_everywhere() {
+    let server = TestServer::start();
+    let a = server.register("alice").await;
+    let post = |path: &str, token: Option<&str>, body: &'static str| {
+        let mut req = http()
+            .post(server.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let cases = [
+        ("/api/auth/register", None, r#"["mallory","correct horse"]"#),
+        ("/api/auth/login", None, r#"["alice","password1"]"#),
+        ("/api/chat/messages/", Some(a.as_str()), r#"["hi"]"#),
+        (
+            "/api/chat/messages/",
+            Some(a.as_str()),
+            r#"["chat_message",null,null,"hi",null,null]"#,
+        ),
+    ];
+    for (path, token, body) in cases {
+        let r = post(path, token, body).await.unwrap();
+        assert_eq!(r.status(), 400, "status for {body} on {path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            v["error"]["code"], "invalid_json",
+            "code for {body} on {path}"
+        );
+    }
+    let r = http()
+        .post(server.url("/api/auth/login"))
+        .json(&json!({"username": "mallory", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no account was created");
+
+    let (mut ws, _) = server.connect(&a, None).await;
+    for frame in [r#"["hi"]"#, r#"["chat_message",null,null,"hi",null,null]"#] {
+        ws.send_raw(WsMessage::text(frame)).await;
+        let (code, _) = ws.next_error().await;
+        assert_eq!(code, "invalid_json", "code for {frame}");
+    }
+    assert!(server.history(&a).await.is_empty(), "nothing stored");
+    ws.send_json(json!({"message": "still open"})).await;
+    assert_eq!(ws.next_message().await.text, "still open");
+}

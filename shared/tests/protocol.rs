@@ -128,3 +128,33 @@ fn timestamp_format() {
         "2023-11-14T22:13:20.123Z"
     );
 }
+
+/// A JSON array where an object is expected is `invalid_json` on every decoding path, even
+/// when its elements would fill the struct's fields in order (serde reads a sequence into a
+/// struct field by field, so `["mallory","correct horse"]` once registered an account).
+#[test]
+fn arrays_are_not_objects() {
+    use natter_shared::protocol::{Credentials, decode_json};
+    let creds = decode_json::<Credentials>(br#"["mallory","correct horse"]"#).unwrap_err();
+    assert_eq!(creds.code, ErrorCode::InvalidJson, "{creds}");
+    assert!(creds.message.contains("JSON object"), "{creds}");
+    let full = br#"["chat_message", null, null, "hi", null, null]"#;
+    let body = SendMessage::from_json_body(full, 100).unwrap_err().error;
+    assert_eq!(body.code, ErrorCode::InvalidJson, "{body}");
+    let frame = ClientFrame::decode(full, 100).unwrap_err().error;
+    assert_eq!(frame.code, ErrorCode::InvalidJson, "{frame}");
+    let short = ClientFrame::decode(br#"["hi"]"#, 100).unwrap_err().error;
+    assert_eq!(short.code, ErrorCode::InvalidJson, "{short}");
+}
+
+/// Whitespace before the object is still an object; a scalar is refused like an array.
+#[test]
+fn only_objects_decode() {
+    let ok = ClientFrame::decode(b" \r\n\t{\"message\":\"hi\"}", 100).unwrap();
+    assert_eq!(ok, ClientFrame::ChatMessage(SendMessage::to_everyone("hi")));
+    for scalar in [&b"\"hi\""[..], b"42", b"true", b"null"] {
+        let e = ClientFrame::decode(scalar, 100).unwrap_err().error;
+        assert_eq!(e.code, ErrorCode::InvalidJson);
+        assert!(e.message.contains("JSON object"), "{e}");
+    }
+}

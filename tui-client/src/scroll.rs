@@ -159,10 +159,10 @@ impl App {
             }
             self.unseen += 1;
         }
-        if let Scroll::At { item, .. } = self.scroll {
-            if item >= self.timeline.len() {
-                self.scroll_bottom();
-            }
+        if let Scroll::At { item, .. } = self.scroll
+            && item >= self.timeline.len()
+        {
+            self.scroll_bottom();
         }
     }
 }

@@ -3,9 +3,11 @@
 //! `handle` is the hyper service: it routes (method, path) to a handler and turns any
 //! [`ServerError`] into `{"error":{"code","message"}}` with the matching status. Paths match
 //! with or without their trailing slash. Adding an endpoint: a handler in `http/<area>.rs`
-//! and one line in `route`.
+//! and one line in `route`. Requests hyper refuses before `handle` runs get the same error
+//! shape from [`canned`], a wrapper around the socket.
 
 mod auth;
+pub mod canned;
 mod health;
 mod messages;
 mod users;

@@ -37,11 +37,13 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use natter_shared::{ClientFrame, ErrorBody, ErrorCode, Message, MessageId, ServerFrame};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tracing::Instrument;
 
+use super::linger::Linger;
 use crate::error::ServerError;
 use crate::hub::{Outbound, Subscription};
 use crate::state::AppState;
@@ -87,7 +89,11 @@ enum End {
 /// Runs the connection to its end.
 pub async fn run<S>(ws: S, conn: Connection)
 where
-    S: Stream<Item = Result<WsMessage, WsError>> + Sink<WsMessage, Error = WsError> + Unpin + Send,
+    S: Stream<Item = Result<WsMessage, WsError>>
+        + Sink<WsMessage, Error = WsError>
+        + Linger
+        + Unpin
+        + Send,
 {
     let span =
         tracing::info_span!("ws", user = %conn.user.username, conn_id = tracing::field::Empty);
@@ -96,7 +102,11 @@ where
 
 async fn run_inner<S>(ws: S, conn: Connection)
 where
-    S: Stream<Item = Result<WsMessage, WsError>> + Sink<WsMessage, Error = WsError> + Unpin + Send,
+    S: Stream<Item = Result<WsMessage, WsError>>
+        + Sink<WsMessage, Error = WsError>
+        + Linger
+        + Unpin
+        + Send,
 {
     let state = Arc::clone(&conn.state);
     let user = conn.user.clone();
@@ -119,6 +129,12 @@ where
                 sink.close().await
             })
             .await;
+            // So the close frame is read, not lost to a reset (see `linger`). Not after
+            // the client's own close: it sent nothing after it, and a client that waits
+            // for us to close TCP would hold the task for the whole timeout.
+            if let Ok(mut ws) = sink.reunite(stream) {
+                ws.linger().await;
+            }
             tracing::info!(code = u16::from(code), reason, "closed by server");
         }
         End::ClientClosed => {
@@ -333,6 +349,13 @@ where
                     Some(Err(WsError::Utf8(_))) => {
                         return End::Close(CloseCode::Invalid, "text frame is not valid UTF-8");
                     }
+                    // A TCP close without a close frame is a lost connection, not a frame
+                    // to answer.
+                    Some(Err(WsError::Protocol(e)))
+                        if !matches!(e, ProtocolError::ResetWithoutClosingHandshake) =>
+                    {
+                        return End::Close(CloseCode::Protocol, protocol_close_reason(&e));
+                    }
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "read failed");
                         return End::Error;
@@ -487,4 +510,28 @@ fn error_frame(code: ErrorCode, message: &str, client_id: Option<String>) -> WsM
         }
         .encode(),
     )
+}
+
+/// The reason in the 1002 close frame for a frame that broke RFC 6455. A close reason must
+/// fit in 123 bytes, and `End::Close` carries a `&'static str`, so each is a fixed sentence.
+fn protocol_close_reason(e: &ProtocolError) -> &'static str {
+    match e {
+        ProtocolError::UnmaskedFrameFromClient => "protocol error: client frames must be masked",
+        ProtocolError::NonZeroReservedBits => {
+            "protocol error: reserved bits set, but no extension was negotiated"
+        }
+        ProtocolError::UnknownDataFrameType(_)
+        | ProtocolError::UnknownControlFrameType(_)
+        | ProtocolError::InvalidOpcode(_) => "protocol error: unknown opcode",
+        ProtocolError::FragmentedControlFrame => "protocol error: fragmented control frame",
+        ProtocolError::ControlFrameTooBig => "protocol error: control frame payload over 125 bytes",
+        ProtocolError::UnexpectedContinueFrame => {
+            "protocol error: continuation frame with no message to continue"
+        }
+        ProtocolError::ExpectedFragment(_) => {
+            "protocol error: new message before the last fragment of the previous one"
+        }
+        ProtocolError::InvalidCloseSequence => "protocol error: invalid close frame payload",
+        _ => "protocol error",
+    }
 }

@@ -2,6 +2,9 @@
 //!
 //! - [`upgrade`]: checks the request, authenticates it, answers 101 and spawns the connection.
 //! - [`connection`]: one socket's life: replay, ready, then frames both ways until it closes.
+//! - [`linger`]: after the server's close frame, discard what the peer still sends, so the
+//!   close is read rather than lost to a TCP reset.
 
 pub mod connection;
+pub mod linger;
 pub mod upgrade;

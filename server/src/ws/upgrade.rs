@@ -39,6 +39,14 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// bounding what a busy connection keeps allocated.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
+/// Whether `key` is a `Sec-WebSocket-Key` RFC 6455 section 4.1 allows: base64 of 16 bytes,
+/// which is 22 base64 characters and `==`. The 101 hashes the key, so without this check
+/// a client sending none or garbage was upgraded anyway, and a broken client went unnoticed.
+fn is_valid_key(key: &[u8]) -> bool {
+    let is_base64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    key.len() == 24 && key.ends_with(b"==") && key[..22].iter().all(is_base64)
+}
+
 /// Validates the upgrade request and answers 101, spawning the connection.
 pub async fn handle(
     req: Request<Incoming>,
@@ -63,8 +71,11 @@ pub async fn handle(
     }
     let key = headers
         .get(SEC_WEBSOCKET_KEY)
-        .ok_or(ServerError::UpgradeRequired)?
-        .as_bytes()
+        .map(HeaderValue::as_bytes)
+        .filter(|k| is_valid_key(k))
+        .ok_or(ServerError::BadRequest(
+            "Sec-WebSocket-Key must be the base64 of 16 bytes (24 characters ending in \"==\")",
+        ))?
         .to_vec();
 
     let pairs = query_pairs(&req);

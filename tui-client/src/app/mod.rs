@@ -247,11 +247,11 @@ impl App {
             }
             Focus::SendTo => {
                 let to = self.to.text().trim().to_owned();
-                if !to.is_empty() {
-                    if let Err(e) = validate::validate_username(&to) {
-                        self.error(format!("send to: {e}"));
-                        return None;
-                    }
+                if !to.is_empty()
+                    && let Err(e) = validate::validate_username(&to)
+                {
+                    self.error(format!("send to: {e}"));
+                    return None;
                 }
                 self.focus = Focus::Message;
                 None

@@ -118,10 +118,11 @@ pub fn render_fields(app: &App, frame: &mut Frame<'_>, area: Rect) {
         Focus::SendTo => Some(to_x + to_cursor),
         Focus::Message => None,
     };
-    if let Some(x) = cursor {
-        if x < area.x + area.width && !app.show_help {
-            frame.set_cursor_position(Position::new(x, area.y));
-        }
+    if let Some(x) = cursor
+        && x < area.x + area.width
+        && !app.show_help
+    {
+        frame.set_cursor_position(Position::new(x, area.y));
     }
 }
 

@@ -84,10 +84,10 @@ impl Client {
         while !done(&self.app) {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(event)) => {
-                    if let NetEvent::Link { link, .. } = &event {
-                        if self.links.last() != Some(link) {
-                            self.links.push(*link);
-                        }
+                    if let NetEvent::Link { link, .. } = &event
+                        && self.links.last() != Some(link)
+                    {
+                        self.links.push(*link);
                     }
                     self.update(Msg::Net(event)).await;
                 }

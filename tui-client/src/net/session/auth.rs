@@ -126,17 +126,17 @@ impl Actor {
             Err(e) if typed.is_none() => return Auth::NeedPassword(format!("{e:#}")),
             Err(_) => None,
         };
-        if !renew && typed.is_none() {
-            if let Some(acct) = &stored {
-                if let Ok(name) = Username::parse(&acct.username) {
-                    return Auth::Ok {
-                        username: name,
-                        token: acct.token.clone(),
-                        registered: false,
-                        unsaved: None,
-                    };
-                }
-            }
+        if !renew
+            && typed.is_none()
+            && let Some(acct) = &stored
+            && let Ok(name) = Username::parse(&acct.username)
+        {
+            return Auth::Ok {
+                username: name,
+                token: acct.token.clone(),
+                registered: false,
+                unsaved: None,
+            };
         }
         let (password, known) = match typed.or_else(|| stored.and_then(|a| a.password)) {
             Some(p) => (p, true),

@@ -280,11 +280,10 @@ impl Actor {
                 }
                 cmd = self.cmds.recv() => match cmd {
                     Some(Cmd::Send { sender, outgoing }) => {
-                        if s.enqueue(&sender, outgoing.clone()) {
-                            if let Err(e) = ws::send(&mut socket, &outgoing).await {
+                        if s.enqueue(&sender, outgoing.clone())
+                            && let Err(e) = ws::send(&mut socket, &outgoing).await {
                                 return Ok(e);
                             }
-                        }
                     }
                     Some(Cmd::Login { username, password }) => {
                         if username.key() != s.username.key() || password.is_some() {
@@ -299,11 +298,10 @@ impl Actor {
                 () = sleep_until(resend_at.unwrap_or(far)), if resend_at.is_some() => {
                     resend_at = None;
                     for cid in std::mem::take(&mut resend) {
-                        if let Some(o) = s.queue.iter().find(|o| o.client_id == cid).cloned() {
-                            if let Err(e) = ws::send(&mut socket, &o).await {
+                        if let Some(o) = s.queue.iter().find(|o| o.client_id == cid).cloned()
+                            && let Err(e) = ws::send(&mut socket, &o).await {
                                 return Ok(e);
                             }
-                        }
                     }
                 }
             }
@@ -336,10 +334,11 @@ impl Session {
     fn confirm_seen(&mut self, messages: &[Message]) {
         let me = self.username.key();
         for m in messages {
-            if let Some(cid) = &m.client_id {
-                if m.sender_username.key() == me && self.queue.iter().any(|o| &o.client_id == cid) {
-                    self.confirm(cid);
-                }
+            if let Some(cid) = &m.client_id
+                && m.sender_username.key() == me
+                && self.queue.iter().any(|o| &o.client_id == cid)
+            {
+                self.confirm(cid);
             }
         }
     }
