@@ -82,6 +82,10 @@ impl Server {
             .arg("0")
             .arg("--max-connections")
             .arg(opts.max_connections.to_string())
+            // The idle scenario puts 100 sockets on each account; natter's default of 32 per
+            // user would refuse most of them (503) and measure the refusal instead.
+            .arg("--max-connections-per-user")
+            .arg(opts.max_connections.to_string())
             .arg("--queue-capacity")
             .arg(opts.queue_capacity.to_string())
             .env("RUST_LOG", "warn");
