@@ -1,23 +1,23 @@
 //! The load: open connections, send for a while, count what arrives.
 //!
-//! A [`Session`] is a set of open WebSocket connections, each with a reader task that scans
-//! every text frame for a [`Marker`] and records its latency into that connection's
-//! [`Tally`]. [`Session::run`] then makes some of them send, paced by a rate (stamped with the
+//! A [`Session`] is a set of open WebSocket connections, each with a reader task
+//! ([`crate::reader`]) that scans every text frame for a [`Marker`], records its latency
+//! into that connection's [`Tally`] and notes whether the server cut the connection. [`Session::run`] then makes some of them send, paced by a rate (stamped with the
 //! actual send time; a sender that cannot keep its schedule shows as `sent < intended`) or
 //! by a window of unacknowledged messages (the echo frees a slot), stops them at the
 //! deadline, waits a bounded time for the last deliveries, and reports.
 //!
-//! Every network wait has a timeout, so a dead server ends a run with errors, never a hang.
+//! Every network wait has a timeout, so a dead server ends a run with cuts and errors, never
+//! a hang.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::marker::{Marker, TO_EVERYONE, now_us};
+use crate::reader::{ReaderCtx, Shared, read_loop};
 use crate::stats::{Percentiles, Report, Tally, round3};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -110,19 +111,6 @@ pub struct Phase {
     pub limit: Option<u64>,
 }
 
-struct Shared {
-    tally: Mutex<Tally>,
-    window: Semaphore,
-    ready: Notify,
-    alive: AtomicBool,
-}
-
-impl Shared {
-    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
-        self.tally.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 struct Conn {
     spec: ConnSpec,
     shared: Arc<Shared>,
@@ -204,21 +192,36 @@ impl Session {
 
     /// A report with the connection figures and no traffic: for idle-connection runs.
     pub fn idle_report(&self, requested: usize) -> Report {
-        let dead = self.conns.len() - self.open_count();
-        let errors: u64 = self.conns.iter().map(|c| c.shared.tally().errors).sum();
+        let mut total = Tally::default();
+        for c in &self.conns {
+            total.merge(&c.shared.tally());
+        }
         Report {
             connections: requested,
             connect_s: round3(self.connect_s),
             connect_latency: self.connect_latency,
-            errors: self.connect_errors + errors + dead as u64,
+            errors: self.connect_errors + total.errors,
+            closed_by_server: total.closed_by_server,
             ..Report::default()
         }
+    }
+
+    /// Connections the server has closed since they were opened.
+    fn cut_count(&self) -> u64 {
+        let cut = self
+            .conns
+            .iter()
+            .filter(|c| c.shared.cut.load(Ordering::Relaxed));
+        cut.count() as u64
     }
 
     /// Runs one phase and reports it (the `target`, `scenario` and RSS fields are the
     /// caller's to fill).
     pub async fn run(&mut self, phase: &Phase) -> Report {
         let id = NEXT_PHASE.fetch_add(1, Ordering::Relaxed);
+        // A connection cut before the phase starts (its count is about to be reset) gets
+        // nothing in it either, so it counts as cut in this phase too.
+        let cut_before = self.cut_count();
         for c in &self.conns {
             *c.shared.tally() = Tally::default();
         }
@@ -306,6 +309,7 @@ impl Session {
             intended,
             expected_deliveries: expected,
             errors: send_errors + self.connect_errors,
+            closed_by_server: cut_before,
             connect_s: round3(self.connect_s),
             connect_latency: self.connect_latency,
             ..Report::default()
@@ -354,12 +358,7 @@ async fn connect_one(
     .context("connect timed out")?
     .with_context(|| format!("connecting to {}", spec.url))?;
     let (sink, stream) = ws.split();
-    let shared = Arc::new(Shared {
-        tally: Mutex::new(Tally::default()),
-        window: Semaphore::new(0),
-        ready: Notify::new(),
-        alive: AtomicBool::new(true),
-    });
+    let shared = Arc::new(Shared::new());
     let reader = tokio::spawn(read_loop(
         stream,
         Arc::clone(&shared),
@@ -378,57 +377,6 @@ async fn connect_one(
         sink: Some(sink),
         reader,
     })
-}
-
-struct ReaderCtx {
-    me: u32,
-    accept: Accept,
-}
-
-/// Reads until the socket ends (or the task is aborted at session close).
-async fn read_loop(
-    mut stream: SplitStream<Ws>,
-    shared: Arc<Shared>,
-    phase: Arc<AtomicU32>,
-    ctx: ReaderCtx,
-) {
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(Message::Text(text)) => {
-                let text = text.as_str();
-                if let Some(m) = Marker::find(text) {
-                    let current = phase.load(Ordering::Relaxed);
-                    if current == 0 || m.phase != current {
-                        continue;
-                    }
-                    let latency = now_us().saturating_sub(m.sent_us);
-                    let is_ack = m.sender == ctx.me;
-                    {
-                        let mut t = shared.tally();
-                        t.record(latency, is_ack);
-                        if !ctx.accept.allows(ctx.me, &m) {
-                            t.misdelivered += 1;
-                        }
-                    }
-                    if is_ack {
-                        shared.window.add_permits(1);
-                    }
-                } else if text.contains(r#""type":"ready""#) {
-                    shared.ready.notify_one();
-                } else if text.contains(r#""type":"error""#) {
-                    shared.tally().errors += 1;
-                    // The refused message will never be acknowledged: free its slot.
-                    shared.window.add_permits(1);
-                }
-            }
-            Ok(Message::Close(_)) | Err(_) => {
-                shared.tally().errors += 1;
-                break;
-            }
-            Ok(_) => {}
-        }
-    }
-    shared.alive.store(false, Ordering::Relaxed);
 }
 
 struct SenderCtx {

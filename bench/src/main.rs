@@ -10,7 +10,7 @@ use natter_bench::load::Pace;
 use natter_bench::scenario::{Load, Prepared, Routing};
 use natter_bench::suite::{self, SuiteOptions};
 use natter_bench::target::{self, Kind, ServerOptions};
-use natter_bench::{ceiling, client};
+use natter_bench::{ceiling, client, hog, table};
 
 /// Load generator for natter-server, measured against a minimal broadcast server.
 #[derive(Debug, Parser)]
@@ -93,6 +93,9 @@ enum Cmd {
         /// Exit non-zero unless something was delivered.
         #[arg(long)]
         require_deliveries: bool,
+        /// Run a CPU hog of this many busy threads beside the run (0: one per core).
+        #[arg(long)]
+        hog: Option<usize>,
     },
     /// The standard scenarios against natter and the ceiling; JSON lines, then a table.
     Suite {
@@ -121,6 +124,9 @@ enum Cmd {
             default_value = "natter,ceiling"
         )]
         targets: Vec<Kind>,
+        /// Busy threads of the CPU hog beside the fan-out's last run (default: one per core).
+        #[arg(long)]
+        hog_threads: Option<usize>,
     },
     /// The ceiling: a minimal broadcast server (prints its address on stdout).
     CeilingServer {
@@ -131,6 +137,17 @@ enum Cmd {
         #[arg(long, default_value_t = 1024)]
         queue_capacity: usize,
     },
+    /// The CPU hog natter-bench runs beside a run: busy threads until --seconds pass or
+    /// stdin ends (natter-bench holds the other end of the pipe).
+    #[command(hide = true)]
+    Hog {
+        /// Busy threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Longest it runs.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+    },
 }
 
 /// Nothing the bench does may outlive this.
@@ -138,6 +155,11 @@ const SUITE_DEADLINE: Duration = Duration::from_secs(1800);
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // The hog needs no runtime: its runtime's worker threads would only sit idle beside it.
+    if let Cmd::Hog { threads, seconds } = args.command {
+        hog::spin(threads, seconds);
+        return ExitCode::SUCCESS;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
@@ -177,6 +199,8 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             ceiling::serve(listener, queue_capacity).await?;
             Ok(ExitCode::SUCCESS)
         }
+        // Handled in `main`, before a runtime exists.
+        Cmd::Hog { .. } => Ok(ExitCode::SUCCESS),
         Cmd::Run {
             target,
             server,
@@ -191,6 +215,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             text_bytes,
             idle,
             require_deliveries,
+            hog,
         } => {
             let pace = match (rate, window) {
                 (Some(r), _) if r > 0.0 => Pace::Rate(r),
@@ -217,7 +242,11 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
                             text_bytes,
                             limit: None,
                         };
-                        p.run("run", load).await
+                        match hog {
+                            Some(0) => p.run_with_hog("run", load, hog::threads_per_core()).await?,
+                            Some(t) => p.run_with_hog("run", load, t).await?,
+                            None => p.run("run", load).await,
+                        }
                     }
                 };
                 p.stop().await;
@@ -240,6 +269,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             idle_connections,
             no_client,
             targets,
+            hog_threads,
         } => {
             let o = SuiteOptions {
                 natter: server.natter(),
@@ -248,6 +278,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
                 run_seconds,
                 idle_connections,
                 client_burst: 100_000,
+                hog_threads: hog_threads.unwrap_or_else(hog::threads_per_core),
             };
             let table = tokio::time::timeout(SUITE_DEADLINE, async {
                 let mut natter = suite::Results::default();
@@ -280,7 +311,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
                     }
                     Err(why) => client::ClientResult::Skipped(why),
                 };
-                suite::table(&natter, &ceiling, &client_row)
+                table::markdown(&natter, &ceiling, &client_row)
             })
             .await
             .context("the suite overran its deadline")?;

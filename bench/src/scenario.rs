@@ -6,9 +6,13 @@
 
 use std::time::Duration;
 
+use crate::hog::Hog;
 use crate::load::{Accept, ConnSpec, Pace, Phase, Session, to_everyone};
 use crate::stats::{Report, round3};
 use crate::target::{Kind, Server, ServerOptions};
+
+/// Time a CPU hog may run beyond its run's sending and drain (connecting, closing).
+const HOG_MARGIN: Duration = Duration::from_secs(30);
 
 /// Who receives what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +175,27 @@ impl Prepared {
 
     /// Opens the connections, runs `load`, closes them; one report.
     pub async fn run(&mut self, scenario: &str, load: Load) -> Report {
+        self.run_beside(scenario, load, None).await
+    }
+
+    /// [`Prepared::run`] with a CPU hog of `threads` busy threads beside it, started before
+    /// the connections open and killed when the run ends; `hog_cores` says what it took.
+    pub async fn run_with_hog(
+        &mut self,
+        scenario: &str,
+        load: Load,
+        threads: usize,
+    ) -> anyhow::Result<Report> {
+        // Its own deadline: the run's length plus room for connecting and closing, so even a
+        // hung run does not leave it spinning for long.
+        let max = load.duration + load.drain + HOG_MARGIN;
+        let hog = Hog::start(threads, max)?;
+        let r = self.run_beside(scenario, load, Some(&hog)).await;
+        hog.stop().await;
+        Ok(r)
+    }
+
+    async fn run_beside(&mut self, scenario: &str, load: Load, hog: Option<&Hog>) -> Report {
         let n = self.connections;
         let mut session =
             Session::connect(specs(&self.server, self.routing, n, &self.tokens)).await;
@@ -187,11 +212,16 @@ impl Prepared {
         let cpu_before = self.server.cpu_seconds().unwrap_or(0.0);
         let threads_before = self.server.thread_cpu_seconds();
         let own_before = crate::target::own_cpu_seconds();
+        let hog_before = hog.map_or(0.0, Hog::cpu_seconds);
         let started = std::time::Instant::now();
         let mut report = session.run(&phase).await;
         let cpu = self.server.cpu_seconds().unwrap_or(0.0) - cpu_before;
         let wall = started.elapsed().as_secs_f64().max(1e-3);
         report.client_cores = round3((crate::target::own_cpu_seconds() - own_before) / wall);
+        if let Some(h) = hog {
+            report.hog_threads = h.threads;
+            report.hog_cores = round3((h.cpu_seconds() - hog_before) / wall);
+        }
         for (name, after) in self.server.thread_cpu_seconds() {
             let used = after - threads_before.get(&name).copied().unwrap_or(0.0);
             if used > 0.0 {

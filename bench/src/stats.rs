@@ -31,8 +31,12 @@ pub struct Tally {
     pub acknowledged: u64,
     /// Direct messages received by a connection that is neither party.
     pub misdelivered: u64,
-    /// Error frames, unexpected closes, failed reads or writes.
+    /// Error frames and failed reads (not the server closing the connection: that is
+    /// `closed_by_server`).
     pub errors: u64,
+    /// Connections the server closed (a close frame or EOF) while they were read: at most
+    /// one per connection.
+    pub closed_by_server: u64,
 }
 
 impl Tally {
@@ -63,6 +67,7 @@ impl Tally {
         self.acknowledged += other.acknowledged;
         self.misdelivered += other.misdelivered;
         self.errors += other.errors;
+        self.closed_by_server += other.closed_by_server;
     }
 }
 
@@ -143,8 +148,12 @@ pub struct Report {
     pub ack_latency: Percentiles,
     /// Deliveries to a connection that was not a party of the direct message.
     pub misdelivered: u64,
-    /// Error frames, failed connects, unexpected closes (a 1013 "too slow" included).
+    /// Error frames, failed connects, failed reads and writes; not the server's closes.
     pub errors: u64,
+    /// Connections the server closed during the run (a close frame or EOF while we still
+    /// read, e.g. the ceiling's 1013 "too slow" or natter's 1008 write timeout), counted
+    /// once per connection.
+    pub closed_by_server: u64,
     /// Seconds to open all connections (their `ready` frames included).
     pub connect_s: f64,
     /// Per-connection connect time.
@@ -155,6 +164,10 @@ pub struct Report {
     pub server_cpu_us_per_delivery: f64,
     /// Cores the load generator itself used during the run (the machine is shared).
     pub client_cores: f64,
+    /// Busy threads of the CPU hog beside the run (0 when there was none).
+    pub hog_threads: usize,
+    /// Cores that hog used during the run.
+    pub hog_cores: f64,
     /// Share of one core each server thread (by name, same names summed) used in the run.
     pub server_thread_cores: std::collections::BTreeMap<String, f64>,
     /// Server resident memory at the end of the run, KiB.
@@ -170,6 +183,7 @@ impl Report {
         self.delivered = tally.delivered;
         self.misdelivered = tally.misdelivered;
         self.errors += tally.errors;
+        self.closed_by_server += tally.closed_by_server;
         self.delivery_ratio = if self.expected_deliveries == 0 {
             0.0
         } else {
@@ -202,8 +216,10 @@ mod tests {
         let mut b = Tally::default();
         b.record(3_000, false);
         b.errors = 2;
+        b.closed_by_server = 1;
         a.merge(&b);
         assert_eq!((a.delivered, a.acknowledged, a.errors), (3, 1, 2));
+        assert_eq!(a.closed_by_server, 1);
         assert_eq!(a.delivery_us.map(|h| h.len()), Some(3));
         assert_eq!(a.ack_us.map(|h| h.len()), Some(1));
     }
