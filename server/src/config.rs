@@ -38,8 +38,11 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Longest message text, in characters.
     pub max_text_chars: usize,
-    /// Frames one connection may have queued for sending before it is closed as too slow.
+    /// Frames one connection may have queued; one that falls further behind catches up.
     pub queue_capacity: usize,
+    /// Bytes of the latest messages' frames the hub keeps, so connections catching up clone
+    /// them instead of reading the store; older messages come from the store.
+    pub recent_bytes: usize,
     /// How often the server pings each WebSocket.
     pub ping_interval: Duration,
     /// A WebSocket silent (no frame, no pong) for this long is dropped.
@@ -76,6 +79,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             max_text_chars: MAX_TEXT_CHARS,
             queue_capacity: 1024,
+            recent_bytes: 16 * 1024 * 1024,
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(4),

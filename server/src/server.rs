@@ -39,7 +39,7 @@ pub struct Server {
 impl Server {
     /// Opens (creating and migrating if needed) the database and builds the shared state.
     pub fn open(config: Config) -> Result<Server, StoreError> {
-        let hub = Arc::new(Hub::new(config.queue_capacity));
+        let hub = Arc::new(Hub::new(config.queue_capacity, config.recent_bytes));
         let publisher = Arc::clone(&hub);
         let (store, writer) = Store::open(
             &config.db_path,

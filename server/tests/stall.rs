@@ -15,16 +15,29 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 /// 100 connections whose tasks stall while 300 messages are committed (each queue holds 16)
-/// all receive all 300, in order, and none is closed.
+/// all receive all 300, in order, and none is closed; they catch up from the hub's recent
+/// frames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_connection_tasks_cut_nobody() {
+    stall_while_sending(16 * 1024 * 1024, 300).await;
+}
+
+/// The same with 1,200 messages (more than a store page) and the hub keeping only 4 KiB of
+/// recent frames (about 40 messages), so the connections catch up from the store first, then
+/// from the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_connection_tasks_catch_up_from_the_store() {
+    stall_while_sending(4096, 1200).await;
+}
+
+async fn stall_while_sending(recent_bytes: usize, total: usize) {
     const CONNS: usize = 100;
     const USERS: usize = 10;
-    const TOTAL: usize = 300;
     let dir = tempfile::tempdir().unwrap();
     let (pause, paused) = tokio::sync::watch::channel(false);
     let mut config = natter_server::Config::new(dir.path().join("natter.db"));
     config.queue_capacity = 16;
+    config.recent_bytes = recent_bytes;
     config.rate_per_sec = 0;
     config.register_burst = 0;
     config.pause_writes = Some(paused);
@@ -64,7 +77,7 @@ async fn stalled_connection_tasks_cut_nobody() {
     }
 
     pause.send(true).unwrap();
-    for n in 0..TOTAL {
+    for n in 0..total {
         let r = http
             .post(format!("http://{addr}/api/chat/messages/"))
             .bearer_auth(&tokens[n % USERS])
@@ -82,7 +95,7 @@ async fn stalled_connection_tasks_cut_nobody() {
         .map(|mut ws| {
             tokio::spawn(async move {
                 let mut ids = Vec::new();
-                while ids.len() < TOTAL {
+                while ids.len() < total {
                     match ws.next_raw().await {
                         Some(WsMessage::Text(t)) => {
                             if let ServerFrame::ChatMessage { message } =
@@ -100,7 +113,7 @@ async fn stalled_connection_tasks_cut_nobody() {
         .collect();
     for r in readers {
         let ids = r.await.unwrap();
-        assert_eq!(ids.len(), TOTAL);
+        assert_eq!(ids.len(), total);
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order, once each");
     }
     stop.send(()).unwrap();

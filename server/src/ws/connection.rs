@@ -12,12 +12,12 @@
 //! 4. On any exit (client close, error, silence, write timeout, shutdown), unregister.
 //!
 //! Falling behind cuts nobody. When our queue overflows, the hub stops queueing messages for
-//! us and says so (`lagged`); we send what was queued, then page the rest from the store
-//! after the cursor, exactly as in step 2, while still reading the client's frames and
-//! pinging. Once a page comes back short we rejoin the hub (it queues for us again and
-//! hands over the presence changes we missed) and read the store once more, so nothing
-//! committed between the last page and the rejoin is lost; the next short page returns us to
-//! live delivery. The initial replay is the same catch-up, begun already rejoined.
+//! us and says so (`lagged`); we send what was queued, then catch up page by page after the
+//! cursor while still reading the client's frames and pinging: from the hub's frames of the
+//! latest messages (shared, already encoded), or from the store for anything older. The
+//! page that reaches the newest message ends the lag atomically (see `Hub::catch_up`), so
+//! nothing published meanwhile is lost, and brings the presence changes we missed. The
+//! initial replay is the same catch-up.
 //!
 //! Every write has a deadline (`write_timeout`), re-armed at each batch and after each
 //! [`PROGRESS_BYTES`] the socket accepts, so a peer that accepts no data for that long is
@@ -45,7 +45,7 @@ use tracing::Instrument;
 
 use super::linger::Linger;
 use crate::error::ServerError;
-use crate::hub::{Outbound, Subscription};
+use crate::hub::{CatchUp, Outbound, Subscription};
 use crate::state::AppState;
 use crate::store::{HistoryQuery, SendOutcome, StoreError, User};
 
@@ -150,9 +150,8 @@ where
 enum Feed {
     /// From the hub's queue.
     Live,
-    /// From the store, after the cursor. `rejoined` once the hub queues for us again: the
-    /// next short page then ends the catch-up.
-    CatchingUp { rejoined: bool },
+    /// From [`Hub::catch_up`](crate::hub::Hub::catch_up) (and the store), after the cursor.
+    CatchingUp,
 }
 
 /// The sending half, with its deadline and the cursor that keeps messages once each.
@@ -161,6 +160,9 @@ struct Outgoing<'a, K> {
     /// Every message this connection may see with an id at or below this has been sent, or
     /// predates the connection and was not asked for.
     cursor: MessageId,
+    /// The newest message actually sent (the cursor also moves past messages this
+    /// connection may not see).
+    last_sent: Option<MessageId>,
     write_timeout: Duration,
     /// Fires when the writes since it was last armed have waited `write_timeout`.
     deadline: Pin<Box<tokio::time::Sleep>>,
@@ -226,6 +228,7 @@ where
                     return Ok(());
                 }
                 self.cursor = id;
+                self.last_sent = Some(id);
                 self.feed(frame).await
             }
             Outbound::Presence { frame, .. } => self.feed(frame).await,
@@ -238,6 +241,7 @@ where
             return Ok(());
         }
         self.cursor = m.id;
+        self.last_sent = Some(m.id);
         self.feed(WsMessage::text(ServerFrame::encode_chat_message(m)))
             .await
     }
@@ -261,12 +265,13 @@ where
     let mut out = Outgoing {
         sink,
         cursor: start,
+        last_sent: None,
         write_timeout: state.config.write_timeout,
         deadline: Box::pin(tokio::time::sleep(state.config.write_timeout)),
         since_armed: 0,
     };
     let mut feed = if conn.after.is_some() {
-        Feed::CatchingUp { rejoined: true }
+        Feed::CatchingUp
     } else {
         Feed::Live
     };
@@ -283,7 +288,7 @@ where
         if feed == Feed::Live && !ready_sent {
             let ready = ServerFrame::Ready {
                 username: conn.user.username.clone(),
-                last_id: (out.cursor > start).then_some(out.cursor),
+                last_id: out.last_sent,
             };
             if let Err(end) = out.send(WsMessage::text(ready.encode())).await {
                 return end;
@@ -307,7 +312,7 @@ where
                         return end;
                     }
                 }
-                feed = Feed::CatchingUp { rejoined: false };
+                feed = Feed::CatchingUp;
             }
             Some((client_id, outcome)) = pending.next() => {
                 if let Some(frame) = outcome_frame(client_id, outcome)
@@ -402,8 +407,7 @@ where
                 }
             }
             () = std::future::ready(()), if !live => {
-                let Feed::CatchingUp { rejoined } = feed else { continue };
-                match catch_up_page(&mut out, conn, sub, rejoined).await {
+                match catch_up_step(&mut out, conn, sub).await {
                     Ok(next) => feed = next,
                     Err(end) => return end,
                 }
@@ -412,46 +416,61 @@ where
     }
 }
 
-/// One step of catching up: a page from the store after the cursor. A short page means the
-/// store has nothing newer: the first time, rejoin the hub (and send the presence changes
-/// missed) and read once more; the second, go live.
-async fn catch_up_page<K>(
+/// One step of catching up: a page of what we missed after the cursor, from the hub's
+/// recent frames, or from the store when those no longer reach back far enough. The hub's
+/// last page returns us to live delivery.
+async fn catch_up_step<K>(
     out: &mut Outgoing<'_, K>,
     conn: &Connection,
     sub: &Subscription,
-    rejoined: bool,
 ) -> Result<Feed, End>
 where
     K: Sink<WsMessage, Error = WsError> + Unpin,
 {
-    let q = HistoryQuery {
-        after: Some(out.cursor),
-        before: None,
-        limit: STORE_PAGE,
-    };
-    let page = match conn.state.store.visible_messages(conn.user.id, q).await {
-        Ok(page) => page,
-        Err(e) => {
-            tracing::error!(error = %e, "reading missed messages failed");
-            return Err(End::Close(
-                CloseCode::Error,
-                "server error while sending history; reconnect",
-            ));
-        }
-    };
     out.arm();
-    for m in &page {
-        out.feed_stored(m).await?;
-    }
-    let next = if page.len() == STORE_PAGE {
-        Feed::CatchingUp { rejoined }
-    } else if !rejoined {
-        for o in conn.state.hub.rejoin(&conn.user.username, sub.id) {
-            out.feed_queued(o).await?;
+    let hub = &conn.state.hub;
+    let next = match hub.catch_up(&conn.user.username, sub.id, out.cursor, STORE_PAGE) {
+        CatchUp::Recent {
+            frames,
+            through,
+            caught_up,
+        } => {
+            for f in frames {
+                out.feed_queued(f).await?;
+            }
+            out.cursor = out.cursor.max(through);
+            if caught_up {
+                Feed::Live
+            } else {
+                Feed::CatchingUp
+            }
         }
-        Feed::CatchingUp { rejoined: true }
-    } else {
-        Feed::Live
+        CatchUp::Store { complete_after } => {
+            let q = HistoryQuery {
+                after: Some(out.cursor),
+                before: None,
+                limit: STORE_PAGE,
+            };
+            let page = match conn.state.store.visible_messages(conn.user.id, q).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading missed messages failed");
+                    return Err(End::Close(
+                        CloseCode::Error,
+                        "server error while sending history; reconnect",
+                    ));
+                }
+            };
+            for m in &page {
+                out.feed_stored(m).await?;
+            }
+            // A short page: nothing more we may see was committed when it was read, and
+            // everything up to `complete_after` was committed before that.
+            if page.len() < STORE_PAGE {
+                out.cursor = out.cursor.max(complete_after);
+            }
+            Feed::CatchingUp
+        }
     };
     out.flush().await?;
     Ok(next)

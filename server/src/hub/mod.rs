@@ -6,14 +6,18 @@
 //!
 //! Queues are bounded, and a full one cuts nobody. A connection whose queue is full is
 //! marked *lagging*: the hub stops queueing for it and wakes its task, which sends what is
-//! queued and then pages the messages it missed from the store (they are all there: the hub
-//! only ever sees committed messages), until it has caught up; then it calls
-//! [`Hub::rejoin`] and reads the store once more, the same register-before-read rule that
-//! makes `?after=` gap-free. Skipping one message but queueing a later one would let that
-//! read skip the gap, so after the first miss, no message is queued until the rejoin.
-//! Presence changes while lagging are not lost either: the hub keeps the newest one per
-//! user for the connection and hands them over at the rejoin. Memory per connection stays
-//! bounded by the queue, plus one presence frame per user whose status changed meanwhile.
+//! queued and then asks [`Hub::catch_up`] for what it missed, page by page. The hub keeps
+//! the frames of the latest messages ([`recent`]) and hands out clones of them; what is
+//! older than those, the connection reads from the store (everything is there: the hub
+//! only ever sees committed messages). The page that reaches the newest message also ends
+//! the lag, under the same lock `publish` takes, so nothing published can fall between the
+//! last page and live delivery. Skipping one message but queueing a later one would open a
+//! gap, so after the first miss no message is queued until then. Presence changes while
+//! lagging are not lost either: the hub keeps the newest one per user for the connection
+//! and hands them over with that last page. Memory per connection stays bounded by the
+//! queue, plus one presence frame per user whose status changed meanwhile.
+
+mod recent;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,8 +72,8 @@ pub struct Subscription {
     pub id: ConnId,
     /// Frames to send, in order.
     pub rx: mpsc::Receiver<Outbound>,
-    /// Notified when the queue overflowed: the hub queues no more messages until
-    /// [`Hub::rejoin`], and the connection catches up from the store.
+    /// Notified when the queue overflowed: the hub queues no more messages until the
+    /// connection has caught up through [`Hub::catch_up`].
     pub lagged: Arc<Notify>,
     /// The newest message id published before this connection registered: every later one
     /// is queued for it (or, if it lags, left for it to read from the store).
@@ -79,9 +83,9 @@ pub struct Subscription {
 struct Peer {
     tx: mpsc::Sender<Outbound>,
     lagged: Arc<Notify>,
-    /// Set by the hub when the queue overflowed, cleared by [`Hub::rejoin`].
+    /// Set by the hub when the queue overflowed, cleared by [`Hub::catch_up`]'s last page.
     lagging: bool,
-    /// While lagging: the newest presence frame per user, handed over at the rejoin.
+    /// While lagging: the newest presence frame per user, handed over with the last catch-up page.
     missed_presence: HashMap<String, Outbound>,
 }
 
@@ -94,6 +98,28 @@ struct Inner {
     users: HashMap<String, UserConns>,
     /// The newest message id published; see [`Subscription::live_after`].
     last_published: MessageId,
+    /// The latest messages' frames, for catching up.
+    recent: recent::Recent,
+}
+
+/// One step of catching up: what [`Hub::catch_up`] answers.
+pub enum CatchUp {
+    /// Frames of missed messages, in id order, from the hub's recent frames.
+    Recent {
+        /// The frames (then, if `caught_up`, the presence changes missed).
+        frames: Vec<Outbound>,
+        /// Everything the user may see up to this id is in `frames`: the new cursor.
+        through: MessageId,
+        /// These were the last: the hub queues for the connection again.
+        caught_up: bool,
+    },
+    /// The hub no longer holds every message after the cursor: read a page from the store.
+    /// Every message with an id up to `complete_after` was committed before this answer, so
+    /// once a store read after it comes back short, the cursor may move up to it.
+    Store {
+        /// See above.
+        complete_after: MessageId,
+    },
 }
 
 /// Connected users and their queues.
@@ -104,12 +130,14 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub whose per-connection queues hold `queue_capacity` frames.
-    pub fn new(queue_capacity: usize) -> Self {
+    /// A hub whose per-connection queues hold `queue_capacity` frames, and which keeps up to
+    /// `recent_bytes` of the latest messages' frames for connections catching up.
+    pub fn new(queue_capacity: usize, recent_bytes: usize) -> Self {
         Hub {
             inner: Mutex::new(Inner {
                 users: HashMap::new(),
                 last_published: MessageId(0),
+                recent: recent::Recent::new(recent_bytes),
             }),
             next_id: AtomicU64::new(1),
             queue_capacity: queue_capacity.max(1),
@@ -121,6 +149,7 @@ impl Hub {
     pub fn stored_up_to(&self, id: MessageId) {
         let mut inner = self.lock();
         inner.last_published = inner.last_published.max(id);
+        inner.recent.stored_up_to(id);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -179,21 +208,36 @@ impl Hub {
         }
     }
 
-    /// Ends a connection's lag: from now on messages are queued for it again. Returns the
-    /// presence changes it missed meanwhile (the newest per user), for it to send first.
-    /// The caller then reads the store once more, since what was committed before this call
-    /// is not queued.
-    pub fn rejoin(&self, user: &Username, id: ConnId) -> Vec<Outbound> {
+    /// The next step of catching up for a connection that has sent everything it may see up
+    /// to `cursor`: at most `limit` frames. The step that reaches the newest message ends
+    /// the connection's lag in the same critical section, so the next message published is
+    /// queued for it, and adds the presence changes it missed (the newest per user).
+    pub fn catch_up(
+        &self,
+        user: &Username,
+        id: ConnId,
+        cursor: MessageId,
+        limit: usize,
+    ) -> CatchUp {
         let mut inner = self.lock();
-        let Some(peer) = inner
-            .users
-            .get_mut(&user.key())
-            .and_then(|u| u.conns.get_mut(&id))
-        else {
-            return Vec::new();
+        let key = user.key();
+        let Some(found) = inner.recent.after(cursor, &key, limit) else {
+            return CatchUp::Store {
+                complete_after: inner.recent.complete_after(),
+            };
         };
-        peer.lagging = false;
-        peer.missed_presence.drain().map(|(_, out)| out).collect()
+        let mut frames = found.frames;
+        if found.complete
+            && let Some(peer) = inner.users.get_mut(&key).and_then(|u| u.conns.get_mut(&id))
+        {
+            peer.lagging = false;
+            frames.extend(peer.missed_presence.drain().map(|(_, out)| out));
+        }
+        CatchUp::Recent {
+            frames,
+            through: found.through,
+            caught_up: found.complete,
+        }
     }
 
     /// Delivers committed messages, in the order given (the store's id order), to every
@@ -211,8 +255,11 @@ impl Hub {
         let inner = &mut *inner;
         for (m, out) in messages.iter().zip(&frames) {
             inner.last_published = inner.last_published.max(m.id);
-            match &m.receiver_username {
-                None => Self::deliver_all(&mut inner.users, out),
+            let parties = match &m.receiver_username {
+                None => {
+                    Self::deliver_all(&mut inner.users, out);
+                    None
+                }
                 Some(receiver) => {
                     let sender_key = m.sender_username.key();
                     let receiver_key = receiver.key();
@@ -224,8 +271,10 @@ impl Hub {
                             break; // a note to self goes to each connection once
                         }
                     }
+                    Some((sender_key, receiver_key))
                 }
-            }
+            };
+            inner.recent.push(m.id, out.frame(), parties);
         }
     }
 
@@ -268,7 +317,7 @@ impl Hub {
 
 impl Peer {
     /// A frame not queued while lagging: a message is in the store; a presence change is
-    /// kept (the newest per user) for the rejoin.
+    /// kept (the newest per user) for the last catch-up page.
     fn keep_missed(&mut self, out: &Outbound) {
         if let Outbound::Presence { user_key, .. } = out {
             self.missed_presence.insert(user_key.clone(), out.clone());
@@ -322,7 +371,7 @@ mod tests {
     /// A direct message reaches both parties' connections and no one else's.
     #[test]
     fn direct_messages_reach_only_their_parties() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, 1 << 20);
         let mut a1 = hub.register(&name("alice"));
         let mut a2 = hub.register(&name("Alice"));
         let mut b = hub.register(&name("bob"));
@@ -339,11 +388,11 @@ mod tests {
     }
 
     /// A full queue marks the connection lagging and wakes it; it gets no message after the
-    /// miss (they are in the store) until it rejoins, and then gets the presence changes it
-    /// missed, the newest per user.
+    /// miss until it has caught up, and then gets the presence changes it missed, the newest
+    /// per user, and live delivery again.
     #[test]
-    fn full_queue_lags_until_rejoin() {
-        let hub = Hub::new(2);
+    fn full_queue_lags_until_caught_up() {
+        let hub = Hub::new(2, 1 << 20);
         let mut slow = hub.register(&name("slow"));
         drain(&mut slow);
         hub.publish(&[msg(1, "x", None), msg(2, "x", None), msg(3, "x", None)]);
@@ -359,15 +408,39 @@ mod tests {
         hub.unregister(&name("bob"), bob.id);
         let carol = hub.register(&name("carol"));
         assert!(drain(&mut slow).is_empty(), "nothing queued while lagging");
-        let missed = hub.rejoin(&name("slow"), slow.id);
-        let mut missed: Vec<String> = missed
+        // Catching up from after 2: a first page, then the rest, which ends the lag and
+        // brings the presence changes missed, the newest per user.
+        let CatchUp::Recent {
+            frames,
+            through,
+            caught_up,
+        } = hub.catch_up(&name("slow"), slow.id, MessageId(2), 1)
+        else {
+            panic!("the recent frames reach back to 2");
+        };
+        assert_eq!((frames.len(), through, caught_up), (1, MessageId(3), false));
+        let CatchUp::Recent {
+            frames,
+            through,
+            caught_up,
+        } = hub.catch_up(&name("slow"), slow.id, through, 10)
+        else {
+            panic!("the recent frames reach back to 3");
+        };
+        assert!(caught_up);
+        assert_eq!(through, MessageId(4));
+        let mut missed: Vec<String> = frames
             .iter()
             .map(|o| o.frame().to_text().unwrap().to_owned())
             .collect();
         missed.sort();
-        assert_eq!(missed.len(), 2, "one frame per user: {missed:?}");
-        assert!(missed[0].contains("bob") && missed[0].contains("false"));
-        assert!(missed[1].contains("carol") && missed[1].contains("true"));
+        assert_eq!(
+            missed.len(),
+            3,
+            "message 4 and one frame per user: {missed:?}"
+        );
+        assert!(missed[1].contains("bob") && missed[1].contains("false"));
+        assert!(missed[2].contains("carol") && missed[2].contains("true"));
         hub.publish(&[msg(5, "x", None)]);
         assert_eq!(drain(&mut slow), vec![Some(MessageId(5))]);
         let late = hub.register(&name("late"));
@@ -378,7 +451,7 @@ mod tests {
     /// Presence is announced on the first connection and the last disconnection only.
     #[test]
     fn presence_on_first_and_last_connection() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, 1 << 20);
         let mut watcher = hub.register(&name("w"));
         drain(&mut watcher);
         let a1 = hub.register(&name("a"));
