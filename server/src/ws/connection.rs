@@ -19,11 +19,8 @@
 //! nothing published meanwhile is lost, and brings the presence changes we missed. The
 //! initial replay is the same catch-up.
 //!
-//! Every write has a deadline (`write_timeout`), re-armed at each batch and after each
-//! [`PROGRESS_BYTES`] the socket accepts, so a peer that accepts no data for that long is
-//! closed with 1008 and its slot, queue and presence freed, instead of holding them forever,
-//! while a slow but moving reader is not. One timer per connection, reset rather than made
-//! anew per frame: a frame's write is on fan-out's hot path.
+//! Every write has a deadline (`write_timeout`; see [`super::outgoing`]): a peer that accepts
+//! no data for that long is closed with 1008 and its slot, queue and presence freed.
 //!
 //! A send is acknowledged by its echo, which reaches this connection through the hub (or the
 //! store, while catching up) after the commit like any other message; only refusals and
@@ -35,7 +32,7 @@ use std::time::Duration;
 
 use futures_util::stream::FuturesOrdered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use natter_shared::{ClientFrame, ErrorBody, ErrorCode, Message, MessageId, ServerFrame};
+use natter_shared::{ClientFrame, ErrorBody, ErrorCode, MessageId, ServerFrame};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -44,8 +41,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tracing::Instrument;
 
 use super::linger::Linger;
+use super::outgoing::{Outgoing, WriteError};
 use crate::error::ServerError;
-use crate::hub::{CatchUp, Outbound, Subscription};
+use crate::hub::{CatchUp, Subscription};
 use crate::state::AppState;
 use crate::store::{HistoryQuery, SendOutcome, StoreError, User};
 
@@ -58,9 +56,6 @@ const STORE_PAGE: usize = 512;
 
 /// Queued frames written before one flush.
 const WRITE_BATCH: usize = 256;
-
-/// Bytes a socket must accept to count as progress that re-arms the write deadline.
-const PROGRESS_BYTES: usize = 64 * 1024;
 
 /// What a connection knows about itself.
 pub struct Connection {
@@ -84,6 +79,18 @@ enum End {
     ClientClosed,
     Error,
     Close(CloseCode, &'static str),
+}
+
+impl From<WriteError> for End {
+    fn from(e: WriteError) -> End {
+        match e {
+            WriteError::Closed => End::Error,
+            WriteError::TimedOut => End::Close(
+                CloseCode::Policy,
+                "write timeout: the connection accepted no data for too long; reconnect with ?after=<last id>",
+            ),
+        }
+    }
 }
 
 /// Runs the connection to its end.
@@ -154,99 +161,6 @@ enum Feed {
     CatchingUp,
 }
 
-/// The sending half, with its deadline and the cursor that keeps messages once each.
-struct Outgoing<'a, K> {
-    sink: &'a mut K,
-    /// Every message this connection may see with an id at or below this has been sent, or
-    /// predates the connection and was not asked for.
-    cursor: MessageId,
-    /// The newest message actually sent (the cursor also moves past messages this
-    /// connection may not see).
-    last_sent: Option<MessageId>,
-    write_timeout: Duration,
-    /// Fires when the writes since it was last armed have waited `write_timeout`.
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    /// Bytes handed over since the deadline was last armed.
-    since_armed: usize,
-}
-
-impl<K> Outgoing<'_, K>
-where
-    K: Sink<WsMessage, Error = WsError> + Unpin,
-{
-    /// Starts the deadline for a batch of writes.
-    fn arm(&mut self) {
-        self.deadline
-            .as_mut()
-            .reset(Instant::now() + self.write_timeout);
-        self.since_armed = 0;
-    }
-
-    /// Hands a frame to the socket's buffer (tungstenite writes it out once the buffer is
-    /// over 16 KiB, so a completed feed means the socket took earlier bytes).
-    async fn feed(&mut self, frame: WsMessage) -> Result<(), End> {
-        let len = frame.len();
-        self.with_deadline(|sink| sink.feed(frame)).await?;
-        self.since_armed += len;
-        if self.since_armed >= PROGRESS_BYTES {
-            self.arm();
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), End> {
-        self.with_deadline(|sink| sink.flush()).await
-    }
-
-    /// One frame on its own (a ping, a reply): armed, fed and flushed.
-    async fn send(&mut self, frame: WsMessage) -> Result<(), End> {
-        self.arm();
-        self.feed(frame).await?;
-        self.flush().await
-    }
-
-    async fn with_deadline<'s, F>(&'s mut self, op: impl FnOnce(&'s mut K) -> F) -> Result<(), End>
-    where
-        F: Future<Output = Result<(), WsError>> + 's,
-    {
-        let Outgoing { sink, deadline, .. } = self;
-        tokio::select! {
-            biased;
-            r = op(sink) => r.map_err(|_| End::Error),
-            () = deadline.as_mut() => Err(End::Close(
-                CloseCode::Policy,
-                "write timeout: the connection accepted no data for too long; reconnect with ?after=<last id>",
-            )),
-        }
-    }
-
-    /// A frame from the hub's queue, unless it is a message already sent.
-    async fn feed_queued(&mut self, out: Outbound) -> Result<(), End> {
-        match out {
-            Outbound::Message { id, frame } => {
-                if id <= self.cursor {
-                    return Ok(());
-                }
-                self.cursor = id;
-                self.last_sent = Some(id);
-                self.feed(frame).await
-            }
-            Outbound::Presence { frame, .. } => self.feed(frame).await,
-        }
-    }
-
-    /// A message read from the store.
-    async fn feed_stored(&mut self, m: &Message) -> Result<(), End> {
-        if m.id <= self.cursor {
-            return Ok(());
-        }
-        self.cursor = m.id;
-        self.last_sent = Some(m.id);
-        self.feed(WsMessage::text(ServerFrame::encode_chat_message(m)))
-            .await
-    }
-}
-
 /// Steps 2 and 3: replay, `ready`, then the main loop.
 async fn session<K, T>(
     sink: &mut K,
@@ -262,14 +176,7 @@ where
     // A client resuming after an id that does not exist yet (its server's database was
     // replaced) gets live delivery from now on rather than nothing until the ids catch up.
     let start = conn.after.map_or(sub.live_after, |a| a.min(sub.live_after));
-    let mut out = Outgoing {
-        sink,
-        cursor: start,
-        last_sent: None,
-        write_timeout: state.config.write_timeout,
-        deadline: Box::pin(tokio::time::sleep(state.config.write_timeout)),
-        since_armed: 0,
-    };
+    let mut out = Outgoing::new(sink, start, state.config.write_timeout);
     let mut feed = if conn.after.is_some() {
         Feed::CatchingUp
     } else {
@@ -291,7 +198,7 @@ where
                 last_id: out.last_sent,
             };
             if let Err(end) = out.send(WsMessage::text(ready.encode())).await {
-                return end;
+                return end.into();
             }
             ready_sent = true;
             last_heard = Instant::now();
@@ -309,7 +216,7 @@ where
                 out.arm();
                 while let Ok(o) = sub.rx.try_recv() {
                     if let Err(end) = out.feed_queued(o).await {
-                        return end;
+                        return end.into();
                     }
                 }
                 feed = Feed::CatchingUp;
@@ -318,7 +225,7 @@ where
                 if let Some(frame) = outcome_frame(client_id, outcome)
                     && let Err(end) = out.send(frame).await
                 {
-                    return end;
+                    return end.into();
                 }
             }
             queued = sub.rx.recv(), if live => {
@@ -337,11 +244,11 @@ where
                 }
                 for o in batch {
                     if let Err(end) = out.feed_queued(o).await {
-                        return end;
+                        return end.into();
                     }
                 }
                 if let Err(end) = out.flush().await {
-                    return end;
+                    return end.into();
                 }
             }
             frame = stream.next(), if ready_sent && pending.len() < MAX_IN_FLIGHT => {
@@ -376,20 +283,20 @@ where
                         if let Some(frame) = reply
                             && let Err(end) = out.send(frame).await
                         {
-                            return end;
+                            return end.into();
                         }
                     }
                     Some(Ok(WsMessage::Binary(_))) => {
                         let e = error_frame(ErrorCode::BinaryFrame, "binary frames are not supported; send JSON text frames", None);
                         if let Err(end) = out.send(e).await {
-                            return end;
+                            return end.into();
                         }
                     }
                     // tungstenite queues the pong; flush so it leaves now.
                     Some(Ok(WsMessage::Ping(_))) => {
                         out.arm();
                         if let Err(end) = out.flush().await {
-                            return end;
+                            return end.into();
                         }
                     }
                     Some(Ok(WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
@@ -403,7 +310,7 @@ where
                     return End::Close(CloseCode::Policy, "logged out: this token was revoked");
                 }
                 if let Err(end) = out.send(WsMessage::Ping(Default::default())).await {
-                    return end;
+                    return end.into();
                 }
             }
             () = std::future::ready(()), if !live => {
