@@ -184,20 +184,7 @@ async fn registration_rules() {
 async fn failed_logins_are_throttled_per_name() {
     let server = TestServer::start_with(&["--login-burst", "3"]);
     server.register_all(["alice", "bob"]).await;
-    let login = |name: &'static str, password: &'static str| {
-        let url = server.url("/api/auth/login/");
-        async move {
-            let r = http()
-                .post(url)
-                .json(&json!({"username": name, "password": password}))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            let body: Value = r.json().await.unwrap();
-            (status, body["error"]["code"].as_str().map(str::to_owned))
-        }
-    };
+    let login = |name, password| login_via(&server, name, password, None);
     let ok = common::PASSWORD;
     // Successes give their attempt back: more of them than the burst are all fine.
     for _ in 0..5 {
@@ -276,17 +263,19 @@ async fn logout_revokes_only_that_token() {
     assert_eq!(server.get(&second, "/api/users/").await.0, 200);
 }
 
-/// Logs in as `name` with `password`, as the client at `from` seen through a trusted proxy
-/// (`X-Forwarded-For`); status and error code.
-async fn login_from(
+/// Logs in as `name` with `password` (as the client `forwarded_for` names, through a trusted
+/// proxy's `X-Forwarded-For`, if given); status and error code.
+async fn login_via(
     server: &TestServer,
     name: &str,
     password: &str,
-    from: &str,
+    forwarded_for: Option<&str>,
 ) -> (u16, Option<String>) {
-    let r = http()
-        .post(server.url("/api/auth/login"))
-        .header("x-forwarded-for", from)
+    let mut req = http().post(server.url("/api/auth/login/"));
+    if let Some(from) = forwarded_for {
+        req = req.header("x-forwarded-for", from);
+    }
+    let r = req
         .json(&json!({"username": name, "password": password}))
         .send()
         .await
@@ -303,15 +292,15 @@ async fn a_stranger_cannot_lock_out_the_owner() {
     let server = TestServer::start_with(&["--trusted-proxy", "127.0.0.1"]);
     server.register("alice").await;
     for _ in 0..10 {
-        let r = login_from(&server, "alice", "guess", "203.0.113.9").await;
+        let r = login_via(&server, "alice", "guess", Some("203.0.113.9")).await;
         assert_eq!(r, (401, Some("invalid_credentials".into())));
     }
     for _ in 0..2 {
-        let r = login_from(&server, "alice", "guess", "203.0.113.9").await;
+        let r = login_via(&server, "alice", "guess", Some("203.0.113.9")).await;
         assert_eq!(r, (429, Some("rate_limited".into())));
     }
     for _ in 0..12 {
-        let r = login_from(&server, "alice", common::PASSWORD, "198.51.100.4").await;
+        let r = login_via(&server, "alice", common::PASSWORD, Some("198.51.100.4")).await;
         assert_eq!(r.0, 200, "the owner was locked out: {r:?}");
     }
 }
@@ -323,10 +312,10 @@ async fn forwarded_for_from_anyone_else_is_ignored() {
     let server = TestServer::start_with(&["--login-burst", "3"]);
     server.register("alice").await;
     for i in 0..3 {
-        let r = login_from(&server, "alice", "guess", &format!("203.0.113.{i}")).await;
+        let r = login_via(&server, "alice", "guess", Some(&format!("203.0.113.{i}"))).await;
         assert_eq!(r.0, 401);
     }
-    let r = login_from(&server, "alice", "guess", "203.0.113.99").await;
+    let r = login_via(&server, "alice", "guess", Some("203.0.113.99")).await;
     assert_eq!(r, (429, Some("rate_limited".into())));
 }
 

@@ -126,30 +126,16 @@ fn spawn_with_ulimit(
     db: &std::path::Path,
     extra: &[&str],
 ) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
         .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_natter-server"))
         .args(["--bind", "127.0.0.1:0", "--db"])
         .arg(db)
         .args(extra)
         .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    (child, addr)
+        .stderr(std::process::Stdio::piped());
+    common::spawn_listening(cmd)
 }
 
 /// At start the server raises its open-files soft limit to the hard limit and logs it.

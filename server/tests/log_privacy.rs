@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::TestServer;
 use serde_json::json;
@@ -12,29 +12,16 @@ use serde_json::json;
 /// more specific than any ceiling appended to it), with stderr going to `log` (a file, so
 /// a full pipe cannot stall the server).
 fn start_tracing(log: &std::path::Path) -> TestServer {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_natter-server"))
-        .args(["--bind", "127.0.0.1:0", "--rate-limit", "0", "--db"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter-server"));
+    cmd.args(["--bind", "127.0.0.1:0", "--rate-limit", "0", "--db"])
         .arg(dir.path().join("natter.db"))
         .env(
             "RUST_LOG",
             "trace,tungstenite::protocol=trace,tokio_tungstenite=trace",
         )
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
+        .stderr(std::fs::File::create(log).unwrap());
+    let (child, addr) = common::spawn_listening(cmd);
     TestServer {
         child,
         addr,

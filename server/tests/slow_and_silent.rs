@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod raw;
 
 use std::time::Duration;
 
@@ -10,6 +11,9 @@ use common::TestServer;
 use natter_shared::ServerFrame;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// RFC 6455's sample `Sec-WebSocket-Key`.
+const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// A reader that stops reading while 20 MB are sent to it overflows its small queue many
 /// times over and is not closed: it is sent the rest from the store, and gets every message
@@ -58,13 +62,8 @@ async fn reader_that_never_reads_is_cut_after_the_write_timeout() {
     let [a, stuck, watcher] = server.register_all(["alice", "stuck", "watcher"]).await;
     let (mut watch, _) = server.connect(&watcher, None).await;
     let mut tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
-    let request = format!(
-        "GET /ws/chat/ HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Authorization: Bearer {stuck}\r\n\r\n",
-        server.addr
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
+    let request = raw::upgrade_request(&server.addr, &stuck, Some(SAMPLE_KEY));
+    tcp.write_all(&request).await.unwrap();
     // The watcher sees the stuck user come online.
     loop {
         if let ServerFrame::Presence { username, online } = watch.next_frame().await
@@ -177,13 +176,8 @@ async fn silent_peer_is_dropped() {
     let server = TestServer::start_with(&["--idle-timeout", "1"]);
     let a = server.register("alice").await;
     let mut tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
-    let request = format!(
-        "GET /ws/chat/ HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Authorization: Bearer {a}\r\n\r\n",
-        server.addr
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
+    let request = raw::upgrade_request(&server.addr, &a, Some(SAMPLE_KEY));
+    tcp.write_all(&request).await.unwrap();
     let mut received = Vec::new();
     let read_all = async {
         let mut buf = [0u8; 4096];

@@ -37,15 +37,7 @@ impl TestServer {
     /// Starts a server with extra flags (the send rate and registration limits are off unless
     /// the flags set them).
     pub fn start_with(args: &[&str]) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(&dir.path().join("natter.db"), &extra_args);
-        TestServer {
-            child,
-            addr,
-            dir,
-            extra_args,
-        }
+        Self::start_on(tempfile::tempdir().unwrap(), args)
     }
 
     /// Starts a server on `dir`'s `natter.db`, which the test prepared.
@@ -209,9 +201,14 @@ fn spawn(db: &std::path::Path, extra: &[String]) -> (Child, String) {
         .args(["--rate-limit", "0", "--register-burst", "0"])
         .args(extra)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().unwrap();
+    spawn_listening(cmd)
+}
+
+/// Spawns a server command (stdout is taken over) and reads the address from its first
+/// line, `natter-server listening on ADDR, database PATH`.
+pub fn spawn_listening(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
