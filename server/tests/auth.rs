@@ -280,9 +280,7 @@ async fn login_via(
         .send()
         .await
         .unwrap();
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.unwrap();
-    (status, body["error"]["code"].as_str().map(str::to_owned))
+    status_and_code(r).await
 }
 
 /// A stranger's wrong passwords lock out only the stranger: after they are throttled, the
@@ -334,9 +332,7 @@ async fn registrations_are_limited_per_address() {
                 .send()
                 .await
                 .unwrap();
-            let status = r.status().as_u16();
-            let body: Value = r.json().await.unwrap();
-            (status, body["error"]["code"].as_str().map(str::to_owned))
+            status_and_code(r).await
         }
     };
     for i in 0..3 {
@@ -368,9 +364,7 @@ async fn registration_flood_gets_busy_and_reads_go_on() {
                     .send()
                     .await
                     .unwrap();
-                let status = r.status().as_u16();
-                let body: Value = r.json().await.unwrap();
-                (status, body["error"]["code"].as_str().map(str::to_owned))
+                status_and_code(r).await
             })
         })
         .collect();
@@ -396,4 +390,11 @@ async fn registration_flood_gets_busy_and_reads_go_on() {
         "{FLOOD} registrations at once never filled the hashing queue"
     );
     eprintln!("{reads} reads during the flood, slowest {worst:?}; {busy} of {FLOOD} busy");
+}
+
+/// A reply's status and its error code, if any.
+async fn status_and_code(r: reqwest::Response) -> (u16, Option<String>) {
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    (status, body["error"]["code"].as_str().map(str::to_owned))
 }
