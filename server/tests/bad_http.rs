@@ -119,3 +119,22 @@ async fn valid_websocket_key_upgrades() {
         Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     );
 }
+
+/// A WebSocket version other than 13 gets 426 with `Sec-WebSocket-Version: 13`, the version
+/// RFC 6455 (4.4) says the server must name.
+#[tokio::test]
+async fn unsupported_websocket_version_names_13() {
+    let server = TestServer::start();
+    let token = server.register("alice").await;
+    let request = String::from_utf8(raw::upgrade_request(
+        &server.addr,
+        &token,
+        Some("dGhlIHNhbXBsZSBub25jZQ=="),
+    ))
+    .unwrap()
+    .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
+    let r = raw::request_response(&server.addr, request.as_bytes()).await;
+    assert_eq!(r.status, 426, "{r:?}");
+    assert_eq!(r.header("sec-websocket-version"), Some("13"), "{r:?}");
+    assert_eq!(r.error().error.code, ErrorCode::UpgradeRequired);
+}

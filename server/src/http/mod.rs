@@ -115,9 +115,19 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
 /// The error reply for `e`.
 pub fn error_response(e: &ServerError) -> Response<Body> {
     let mut r = json(e.status(), &ErrorResponse { error: e.body() });
-    if let ServerError::MethodNotAllowed(allow) = e {
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(allow));
+    match e {
+        ServerError::MethodNotAllowed(allow) => {
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        // RFC 6455 4.4: name the version we speak.
+        ServerError::UpgradeRequired => {
+            r.headers_mut().insert(
+                hyper::header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        }
+        _ => {}
     }
     r
 }
