@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 /// 100 connections whose tasks stall while 300 messages are committed (each queue holds 16)
-/// all receive all 300, in order, and none is closed; they catch up from the hub's recent
-/// frames.
+/// and a user comes and goes all receive all 300, in order, and that user's going offline,
+/// and none is closed; they catch up from the hub's recent frames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_connection_tasks_cut_nobody() {
     stall_while_sending(16 * 1024 * 1024, 300).await;
@@ -51,10 +51,16 @@ async fn stall_while_sending(recent_bytes: usize, total: usize) {
 
     let http = common::http();
     let mut tokens = Vec::new();
-    for u in 0..USERS {
+    for u in 0..=USERS {
+        // The last one, "newcomer", comes and goes during the stall.
+        let name = if u == USERS {
+            "newcomer".to_owned()
+        } else {
+            format!("user{u}")
+        };
         let r = http
             .post(format!("http://{addr}/api/auth/register"))
-            .json(&json!({"username": format!("user{u}"), "password": common::PASSWORD}))
+            .json(&json!({"username": name, "password": common::PASSWORD}))
             .send()
             .await
             .unwrap();
@@ -62,18 +68,21 @@ async fn stall_while_sending(recent_bytes: usize, total: usize) {
         let body: Value = r.json().await.unwrap();
         tokens.push(body["token"].as_str().unwrap().to_owned());
     }
-    let mut sockets = Vec::new();
-    for c in 0..CONNS {
+    let connect = |token: String| async move {
         let mut req = format!("ws://{addr}/ws/chat/")
             .into_client_request()
             .unwrap();
-        let bearer = format!("Bearer {}", tokens[c % USERS]);
+        let bearer = format!("Bearer {token}");
         req.headers_mut()
             .insert("authorization", HeaderValue::from_str(&bearer).unwrap());
         let (inner, _) = tokio_tungstenite::connect_async(req).await.unwrap();
         let mut ws = Ws { inner };
         while !matches!(ws.next_frame().await, ServerFrame::Ready { .. }) {}
-        sockets.push(ws);
+        ws
+    };
+    let mut sockets = Vec::new();
+    for c in 0..CONNS {
+        sockets.push(connect(tokens[c % USERS].clone()).await);
     }
 
     pause.send(true).unwrap();
@@ -87,7 +96,35 @@ async fn stall_while_sending(recent_bytes: usize, total: usize) {
             .unwrap();
         assert_eq!(r.status(), 201);
     }
-    // Every post was committed and offered to every queue before it was answered.
+    // Every post was committed and offered to every queue before it was answered. Now a
+    // presence change while every connection lags: it must not be lost.
+    let mut newcomer = connect(tokens[USERS].clone()).await;
+    newcomer.inner.close(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let users: Value = http
+            .get(format!("http://{addr}/api/users/"))
+            .bearer_auth(&tokens[0])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let row = users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == "newcomer");
+        if row.is_some_and(|u| u["online"] == false) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "newcomer never went offline"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     pause.send(false).unwrap();
 
     let readers: Vec<_> = sockets
@@ -95,15 +132,19 @@ async fn stall_while_sending(recent_bytes: usize, total: usize) {
         .map(|mut ws| {
             tokio::spawn(async move {
                 let mut ids = Vec::new();
-                while ids.len() < total {
+                // The newcomer's last presence this connection saw: it must end offline.
+                let mut newcomer_online = None;
+                while ids.len() < total || newcomer_online != Some(false) {
                     match ws.next_raw().await {
-                        Some(WsMessage::Text(t)) => {
-                            if let ServerFrame::ChatMessage { message } =
-                                ServerFrame::decode(&t).unwrap()
+                        Some(WsMessage::Text(t)) => match ServerFrame::decode(&t).unwrap() {
+                            ServerFrame::ChatMessage { message } => ids.push(message.id.0),
+                            ServerFrame::Presence { username, online }
+                                if username.as_str() == "newcomer" =>
                             {
-                                ids.push(message.id.0);
+                                newcomer_online = Some(online);
                             }
-                        }
+                            _ => {}
+                        },
                         other => panic!("after {} messages: {other:?}", ids.len()),
                     }
                 }
