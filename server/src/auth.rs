@@ -145,7 +145,9 @@ async fn on_hasher<T: Send + 'static>(
 ) -> Result<T, ServerError> {
     static ADMITTED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASH_QUEUE);
     static POOL: OnceLock<Option<std::sync::mpsc::Sender<HashJob>>> = OnceLock::new();
-    let _slot = ADMITTED.try_acquire().map_err(|_| ServerError::Busy)?;
+    // The slot goes with the job, not with this future: a caller that hangs up must not
+    // free its place while its hash still waits for a thread.
+    let slot = ADMITTED.try_acquire().map_err(|_| ServerError::Busy)?;
     let pool = POOL.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
         let rx = Arc::new(Mutex::new(rx));
@@ -171,11 +173,17 @@ async fn on_hasher<T: Send + 'static>(
     });
     let failed = || ServerError::Internal("hashing thread failed".into());
     let Some(pool) = pool else {
-        // No threads could be started: hash here, as before.
-        return Ok(f());
+        // No threads could be started: hash on the blocking pool rather than a worker.
+        return tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            f()
+        })
+        .await
+        .map_err(|_| failed());
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let job: HashJob = Box::new(move || {
+        let _slot = slot;
         let _ = done_tx.send(f());
     });
     pool.send(job).map_err(|_| failed())?;

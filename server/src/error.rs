@@ -98,6 +98,8 @@ impl ServerError {
             ServerError::UpgradeRequired => ErrorCode::UpgradeRequired,
             ServerError::ShuttingDown => ErrorCode::ShuttingDown,
             ServerError::Store(StoreError::Full) => ErrorCode::StorageFull,
+            // The writer is gone: the server is stopping.
+            ServerError::Store(StoreError::Closed) => ErrorCode::ShuttingDown,
             // Open: a read connection could not open the file (deleted while running).
             ServerError::Store(StoreError::Unavailable | StoreError::Open { .. }) => {
                 ErrorCode::StorageUnavailable

@@ -11,8 +11,10 @@ use hyper::HeaderMap;
 
 /// The client's address for a request that arrived from `peer`.
 pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    // Canonical on both sides, so `::ffff:10.0.0.2` and `10.0.0.2` are one address.
+    let is_trusted = |a: &IpAddr| trusted.iter().any(|t| t.to_canonical() == *a);
     let mut ip = peer.ip().to_canonical();
-    if !trusted.contains(&ip) {
+    if !is_trusted(&ip) {
         return ip;
     }
     for value in headers.get_all("x-forwarded-for").iter().rev() {
@@ -23,7 +25,7 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> I
                 return ip;
             };
             let addr = addr.to_canonical();
-            if !trusted.contains(&addr) {
+            if !is_trusted(&addr) {
                 return addr;
             }
             ip = addr;
@@ -67,5 +69,7 @@ mod tests {
         assert_eq!(client_ip(peer, &garbage, &trusted), ip("10.0.0.2"));
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
         assert_eq!(client_ip(mapped, &spoof, &trusted), ip("203.0.113.7"));
+        let listed_mapped = [ip("::ffff:127.0.0.1")];
+        assert_eq!(client_ip(peer, &spoof, &listed_mapped), ip("203.0.113.7"));
     }
 }

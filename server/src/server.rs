@@ -61,6 +61,10 @@ impl Server {
                 10.0 * per_interval(config.login_burst, config.login_refill),
                 config.login_burst.saturating_mul(10),
             ),
+            login_ip_limiter: RateLimiter::new(
+                10.0 * per_interval(config.login_burst, config.login_refill),
+                config.login_burst.saturating_mul(10),
+            ),
             register_limiter: RateLimiter::new(
                 per_interval(config.register_burst, config.register_refill),
                 config.register_burst,

@@ -30,6 +30,9 @@ pub struct AppState {
     /// Failed logins per case-folded name from all addresses together: a looser cap that
     /// bounds guessing spread over many addresses.
     pub login_name_limiter: RateLimiter<String>,
+    /// Failed logins per client address for all names together: a looser cap that keeps one
+    /// address from trying fresh names (each a slow hash) without end.
+    pub login_ip_limiter: RateLimiter<std::net::IpAddr>,
     /// Registrations per client address.
     pub register_limiter: RateLimiter<std::net::IpAddr>,
     /// Open connections: WebSockets in all and per user, plain HTTP.

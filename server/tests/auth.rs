@@ -398,3 +398,31 @@ async fn status_and_code(r: reqwest::Response) -> (u16, Option<String>) {
     let body: Value = r.json().await.unwrap();
     (status, body["error"]["code"].as_str().map(str::to_owned))
 }
+
+/// One address trying a fresh name each time (each a slow hash) is throttled too, with a
+/// looser cap per address; another address is not; and names that break the rules are
+/// answered at once without using up anything.
+#[tokio::test]
+async fn one_address_cannot_try_names_without_end() {
+    let server = TestServer::start_with(&["--login-burst", "2", "--trusted-proxy", "127.0.0.1"]);
+    for _ in 0..30 {
+        let r = login_via(&server, "bad name!", "guess", Some("203.0.113.7")).await;
+        assert_eq!(r, (401, Some("invalid_credentials".into())));
+    }
+    // The per-address bucket holds 20 here and refills 3.3 a second, while each attempt
+    // takes a hash (tens of ms): it runs dry within a few dozen fresh names.
+    let mut throttled_at = None;
+    for i in 0..60 {
+        let r = login_via(&server, &format!("n{i}"), "guess", Some("203.0.113.7")).await;
+        if r.0 == 429 {
+            assert_eq!(r.1.as_deref(), Some("rate_limited"));
+            throttled_at = Some(i);
+            break;
+        }
+        assert_eq!(r.0, 401, "attempt {i}: {r:?}");
+    }
+    let at = throttled_at.expect("60 fresh names from one address were never throttled");
+    assert!(at >= 20, "throttled after only {at} attempts");
+    let r = login_via(&server, "fresh", "guess", Some("198.51.100.4")).await;
+    assert_eq!(r.0, 401, "another address is not throttled");
+}

@@ -1,6 +1,6 @@
 //! `POST /api/auth/register`, `POST /api/auth/login` and `POST /api/auth/logout`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -58,8 +58,7 @@ pub async fn register(
 /// Checks a password and returns a new token: 200, or 401.
 ///
 /// Failures are throttled per (name, client address), so a stranger's guesses use up only
-/// the stranger's attempts, and per name from all addresses together with a ten times
-/// looser cap. Names are throttled whether they exist or not, so a 429 does not tell.
+/// the stranger's attempts, with looser caps per name and per address (see [`Attempt`]).
 pub async fn login(
     req: Request<Incoming>,
     state: &Arc<AppState>,
@@ -70,20 +69,18 @@ pub async fn login(
     if creds.password.len() > validate::MAX_PASSWORD_BYTES {
         return Err(ServerError::InvalidCredentials);
     }
-    let name = Username::parse(&creds.username).ok();
-    let throttle_key = name.as_ref().map(|n| (n.key(), client));
-    if let Some(key) = &throttle_key {
-        if !state.login_limiter.allow(key.clone()) {
-            return Err(ServerError::LoginThrottled);
+    // A name that breaks the rules cannot exist: no throttle and no hash for it (the rules
+    // are public, so the quick answer tells nothing).
+    let Ok(name) = Username::parse(&creds.username) else {
+        return Err(ServerError::InvalidCredentials);
+    };
+    let attempt = Attempt::take(name.key(), client, state)?;
+    let record = match state.store.user_by_name(name.as_str()).await {
+        Ok(record) => record,
+        Err(e) => {
+            attempt.give_back(state);
+            return Err(e.into());
         }
-        if !state.login_name_limiter.allow(key.0.clone()) {
-            state.login_limiter.refund(key);
-            return Err(ServerError::LoginThrottled);
-        }
-    }
-    let record = match &name {
-        Some(name) => state.store.user_by_name(name.as_str()).await?,
-        None => None,
     };
     // Without a user, verify against a decoy so the reply takes the same time either way.
     let stored = record
@@ -92,11 +89,8 @@ pub async fn login(
     let ok = match verify_password(&creds.password, &stored).await {
         Ok(ok) => ok,
         Err(e) => {
-            // Busy is not a failed guess: give the attempt back.
-            if let Some(key) = &throttle_key {
-                state.login_limiter.refund(key);
-                state.login_name_limiter.refund(&key.0);
-            }
+            // Busy is not a failed guess.
+            attempt.give_back(state);
             return Err(e);
         }
     };
@@ -104,10 +98,7 @@ pub async fn login(
         Some(r) if ok => r.user,
         _ => return Err(ServerError::InvalidCredentials),
     };
-    if let Some(key) = &throttle_key {
-        state.login_limiter.refund(key);
-        state.login_name_limiter.refund(&key.0);
-    }
+    attempt.give_back(state);
     let (token, token_hash) = new_token()?;
     state.store.add_token(user.id, token_hash).await?;
     tracing::info!(user = %user.username, "logged in");
@@ -132,4 +123,43 @@ pub async fn logout(
     let mut r = Response::new(Body::default());
     *r.status_mut() = StatusCode::NO_CONTENT;
     Ok(r)
+}
+
+/// The throttle tokens one login attempt holds: per (name, address), per name from all
+/// addresses (ten times looser), and per address for all names (ten times looser, so one
+/// address cannot keep the hashing threads busy by trying a fresh name each time).
+struct Attempt {
+    name: String,
+    client: IpAddr,
+}
+
+impl Attempt {
+    /// Takes a token from each bucket, or none and 429 if any is empty. Names are throttled
+    /// whether they exist or not, so a 429 does not tell.
+    fn take(name: String, client: IpAddr, state: &AppState) -> Result<Attempt, ServerError> {
+        let pair = (name.clone(), client);
+        if !state.login_limiter.allow(pair.clone()) {
+            return Err(ServerError::LoginThrottled);
+        }
+        if !state.login_name_limiter.allow(name.clone()) {
+            state.login_limiter.refund(&pair);
+            return Err(ServerError::LoginThrottled);
+        }
+        if !state.login_ip_limiter.allow(client) {
+            state.login_limiter.refund(&pair);
+            state.login_name_limiter.refund(&name);
+            return Err(ServerError::LoginThrottled);
+        }
+        Ok(Attempt { name, client })
+    }
+
+    /// Gives the tokens back: the attempt succeeded, or failed for a reason that was not a
+    /// wrong guess (busy, a store fault). Only failed guesses drain the buckets.
+    fn give_back(self, state: &AppState) {
+        state
+            .login_limiter
+            .refund(&(self.name.clone(), self.client));
+        state.login_name_limiter.refund(&self.name);
+        state.login_ip_limiter.refund(&self.client);
+    }
 }

@@ -106,8 +106,11 @@ struct Inner {
 pub enum CatchUp {
     /// Frames of missed messages, in id order, from the hub's recent frames.
     Recent {
-        /// The frames (then, if `caught_up`, the presence changes missed).
+        /// The messages' frames.
         frames: Vec<Outbound>,
+        /// With the last page: the presence changes missed (the newest per user), to send
+        /// after the messages (and after `ready`, during a replay).
+        presence: Vec<Outbound>,
         /// Everything the user may see up to this id is in `frames`: the new cursor.
         through: MessageId,
         /// These were the last: the hub queues for the connection again.
@@ -164,6 +167,17 @@ impl Hub {
     /// subscription's: a list per connection would cost every connect O(users) under this
     /// lock, and every idle socket a write buffer grown to its size.
     pub fn register(&self, user: &Username) -> Subscription {
+        self.register_as(user, false)
+    }
+
+    /// Like [`register`](Self::register), for a connection that begins by catching up (a
+    /// `?after=` replay): nothing is queued for it until [`catch_up`](Self::catch_up)'s last
+    /// page, so no live frame (a presence change) can reach it out of order with the replay.
+    pub fn register_catching_up(&self, user: &Username) -> Subscription {
+        self.register_as(user, true)
+    }
+
+    fn register_as(&self, user: &Username, lagging: bool) -> Subscription {
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(self.queue_capacity);
         let lagged = Arc::new(Notify::new());
@@ -182,7 +196,7 @@ impl Hub {
             Peer {
                 tx,
                 lagged: Arc::clone(&lagged),
-                lagging: false,
+                lagging,
                 missed_presence: HashMap::new(),
             },
         );
@@ -226,15 +240,16 @@ impl Hub {
                 complete_after: inner.recent.complete_after(),
             };
         };
-        let mut frames = found.frames;
+        let mut presence = Vec::new();
         if found.complete
             && let Some(peer) = inner.users.get_mut(&key).and_then(|u| u.conns.get_mut(&id))
         {
             peer.lagging = false;
-            frames.extend(peer.missed_presence.drain().map(|(_, out)| out));
+            presence.extend(peer.missed_presence.drain().map(|(_, out)| out));
         }
         CatchUp::Recent {
-            frames,
+            frames: found.frames,
+            presence,
             through: found.through,
             caught_up: found.complete,
         }
@@ -414,6 +429,7 @@ mod tests {
             frames,
             through,
             caught_up,
+            ..
         } = hub.catch_up(&name("slow"), slow.id, MessageId(2), 1)
         else {
             panic!("the recent frames reach back to 2");
@@ -421,6 +437,7 @@ mod tests {
         assert_eq!((frames.len(), through, caught_up), (1, MessageId(3), false));
         let CatchUp::Recent {
             frames,
+            presence,
             through,
             caught_up,
         } = hub.catch_up(&name("slow"), slow.id, through, 10)
@@ -428,24 +445,52 @@ mod tests {
             panic!("the recent frames reach back to 3");
         };
         assert!(caught_up);
-        assert_eq!(through, MessageId(4));
-        let mut missed: Vec<String> = frames
+        assert_eq!((frames.len(), through), (1, MessageId(4)));
+        let mut missed: Vec<String> = presence
             .iter()
             .map(|o| o.frame().to_text().unwrap().to_owned())
             .collect();
         missed.sort();
-        assert_eq!(
-            missed.len(),
-            3,
-            "message 4 and one frame per user: {missed:?}"
-        );
-        assert!(missed[1].contains("bob") && missed[1].contains("false"));
-        assert!(missed[2].contains("carol") && missed[2].contains("true"));
+        assert_eq!(missed.len(), 2, "one frame per user: {missed:?}");
+        assert!(missed[0].contains("bob") && missed[0].contains("false"));
+        assert!(missed[1].contains("carol") && missed[1].contains("true"));
         hub.publish(&[msg(5, "x", None)]);
         assert_eq!(drain(&mut slow), vec![Some(MessageId(5))]);
         let late = hub.register(&name("late"));
         assert_eq!(late.live_after, MessageId(5));
         drop(carol);
+    }
+
+    /// A connection registered to catch up (a replay) is queued nothing, not even presence,
+    /// until its last catch-up page, which hands over the presence it missed separately from
+    /// the messages (the connection sends it after `ready`).
+    #[test]
+    fn replaying_connection_is_queued_nothing_until_caught_up() {
+        let hub = Hub::new(16, 1 << 20);
+        let mut carol = hub.register_catching_up(&name("carol"));
+        hub.publish(&[msg(1, "x", None)]);
+        let bob = hub.register(&name("bob"));
+        hub.publish(&[msg(2, "x", None)]);
+        hub.unregister(&name("bob"), bob.id);
+        assert!(
+            drain(&mut carol).is_empty(),
+            "nothing queued during the replay"
+        );
+        let CatchUp::Recent {
+            frames,
+            presence,
+            caught_up,
+            ..
+        } = hub.catch_up(&name("carol"), carol.id, MessageId(0), 10)
+        else {
+            panic!("the recent frames reach back to 0");
+        };
+        assert!(caught_up);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(presence.len(), 1, "bob's newest status only");
+        assert!(presence[0].frame().to_text().unwrap().contains("false"));
+        hub.publish(&[msg(3, "x", None)]);
+        assert_eq!(drain(&mut carol), vec![Some(MessageId(3))], "live again");
     }
 
     /// Presence is announced on the first connection and the last disconnection only.

@@ -388,11 +388,14 @@ impl Store {
     /// The newest message id in the store (0 when there is none). Blocking: for start-up.
     pub fn newest_message_id(&self) -> Result<MessageId, StoreError> {
         let conn = self.readers.take()?;
-        let newest = conn
-            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM messages")?
-            .query_row([], |r| r.get(0));
+        let newest = newest_id_in(&conn);
         self.readers.give_back(conn);
-        Ok(MessageId(newest?))
+        Ok(newest?)
+    }
+
+    /// [`newest_message_id`](Self::newest_message_id), off the async threads.
+    pub async fn newest_id(&self) -> Result<MessageId, StoreError> {
+        self.read(newest_id_in).await
     }
 
     /// Runs `f` on a pooled read connection, off the async threads.
@@ -527,4 +530,10 @@ fn parse_stored<T>(
     parse(s).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
+}
+
+fn newest_id_in(c: &Connection) -> rusqlite::Result<MessageId> {
+    c.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM messages")?
+        .query_row([], |r| r.get(0))
+        .map(MessageId)
 }

@@ -43,7 +43,7 @@ use tracing::Instrument;
 use super::linger::Linger;
 use super::outgoing::{Outgoing, WriteError};
 use crate::error::ServerError;
-use crate::hub::{CatchUp, Subscription};
+use crate::hub::{CatchUp, Outbound, Subscription};
 use crate::state::AppState;
 use crate::store::{HistoryQuery, SendOutcome, StoreError, User};
 
@@ -117,7 +117,12 @@ where
 {
     let state = Arc::clone(&conn.state);
     let user = conn.user.clone();
-    let mut sub = state.hub.register(&user.username);
+    // A replay begins as a catch-up: nothing is queued for it until it has caught up.
+    let mut sub = if conn.after.is_some() {
+        state.hub.register_catching_up(&user.username)
+    } else {
+        state.hub.register(&user.username)
+    };
     tracing::Span::current().record("conn_id", sub.id.0);
     tracing::info!("connected");
     let (mut sink, mut stream) = ws.split();
@@ -173,9 +178,24 @@ where
     T: Stream<Item = Result<WsMessage, WsError>> + Unpin,
 {
     let state = &conn.state;
-    // A client resuming after an id that does not exist yet (its server's database was
+    // A client resuming after an id that does not exist (its server's database was
     // replaced) gets live delivery from now on rather than nothing until the ids catch up.
-    let start = conn.after.map_or(sub.live_after, |a| a.min(sub.live_after));
+    // The store says what exists: an id newer than the hub has seen may be committed and
+    // not yet published, and the client may have read it over REST.
+    let start = match conn.after {
+        None => sub.live_after,
+        Some(after) if after <= sub.live_after => after,
+        Some(after) => match state.store.newest_id().await {
+            Ok(newest) => after.min(newest),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the newest message id failed");
+                return End::Close(
+                    CloseCode::Error,
+                    "server error while sending history; reconnect",
+                );
+            }
+        },
+    };
     let mut out = Outgoing::new(sink, start, state.config.write_timeout);
     let mut feed = if conn.after.is_some() {
         Feed::CatchingUp
@@ -183,6 +203,8 @@ where
         Feed::Live
     };
     let mut ready_sent = false;
+    // Presence changes missed while catching up, sent once the messages are (and `ready`).
+    let mut held_presence: Vec<Outbound> = Vec::new();
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut ping = tokio::time::interval(state.config.ping_interval);
     ping.reset();
@@ -202,6 +224,17 @@ where
             }
             ready_sent = true;
             last_heard = Instant::now();
+        }
+        if feed == Feed::Live && !held_presence.is_empty() {
+            out.arm();
+            for o in held_presence.drain(..) {
+                if let Err(end) = out.feed_queued(o).await {
+                    return end.into();
+                }
+            }
+            if let Err(end) = out.flush().await {
+                return end.into();
+            }
         }
         let live = feed == Feed::Live;
         tokio::select! {
@@ -315,7 +348,10 @@ where
             }
             () = std::future::ready(()), if !live => {
                 match catch_up_step(&mut out, conn, sub).await {
-                    Ok(next) => feed = next,
+                    Ok((next, presence)) => {
+                        feed = next;
+                        held_presence = presence;
+                    }
                     Err(end) => return end,
                 }
             }
@@ -325,27 +361,31 @@ where
 
 /// One step of catching up: a page of what we missed after the cursor, from the hub's
 /// recent frames, or from the store when those no longer reach back far enough. The hub's
-/// last page returns us to live delivery.
+/// last page returns us to live delivery, with the presence changes missed (for the caller
+/// to send after `ready`).
 async fn catch_up_step<K>(
     out: &mut Outgoing<'_, K>,
     conn: &Connection,
     sub: &Subscription,
-) -> Result<Feed, End>
+) -> Result<(Feed, Vec<Outbound>), End>
 where
     K: Sink<WsMessage, Error = WsError> + Unpin,
 {
-    out.arm();
     let hub = &conn.state.hub;
+    let mut missed_presence = Vec::new();
     let next = match hub.catch_up(&conn.user.username, sub.id, out.cursor, STORE_PAGE) {
         CatchUp::Recent {
             frames,
+            presence,
             through,
             caught_up,
         } => {
+            out.arm();
             for f in frames {
                 out.feed_queued(f).await?;
             }
             out.cursor = out.cursor.max(through);
+            missed_presence = presence;
             if caught_up {
                 Feed::Live
             } else {
@@ -368,6 +408,8 @@ where
                     ));
                 }
             };
+            // Armed after the read: a slow read is not the client's fault.
+            out.arm();
             for m in &page {
                 out.feed_stored(m).await?;
             }
@@ -380,7 +422,7 @@ where
         }
     };
     out.flush().await?;
-    Ok(next)
+    Ok((next, missed_presence))
 }
 
 /// Decodes and checks a text frame; on success it is queued for storage and the returned

@@ -2,9 +2,10 @@
 //! and its cursor keeps each message to once.
 //!
 //! The deadline (`write_timeout`) is re-armed at each batch and after each
-//! [`PROGRESS_BYTES`] the socket accepts, so a peer that accepts no data for that long fails
-//! the write ([`WriteError::TimedOut`]; the connection closes it with 1008 and frees its
-//! slot, queue and presence), while a slow but moving reader does not. One timer per
+//! [`PROGRESS_BYTES`] the socket accepts, so a peer that takes less than that in a whole
+//! `write_timeout` (about 2 KiB/s at the default 30 s; in practice one that stopped
+//! reading) fails the write ([`WriteError::TimedOut`]; the connection closes it with 1008
+//! and frees its slot, queue and presence), while a slow but moving reader does not. One timer per
 //! connection, reset rather than made anew per frame: a frame's write is on fan-out's hot
 //! path.
 

@@ -1,0 +1,36 @@
+//! The password-hashing queue stays bounded when callers go away: a hash whose request was
+//! dropped still holds its place until it has run. (Its own test binary, since the queue is
+//! process-wide and other tests hash too.)
+#![allow(clippy::unwrap_used)]
+
+use futures_util::FutureExt;
+use natter_server::error::ServerError;
+
+/// 64 hashes whose callers hang up right after queueing them leave no room: the next hash
+/// is refused with `busy` at once, and once they have run there is room again.
+#[tokio::test]
+async fn abandoned_hashes_keep_their_places() {
+    for _ in 0..64 {
+        // Polled once: admitted and queued; then dropped, as when a client disconnects.
+        let mut hash = Box::pin(natter_server::auth::hash_password("abandoned"));
+        assert!((&mut hash).now_or_never().is_none());
+    }
+    match natter_server::auth::hash_password("next").await {
+        Err(ServerError::Busy) => {}
+        other => panic!("the queue was not full: {:?}", other.map(|_| ())),
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match natter_server::auth::hash_password("later").await {
+            Ok(_) => break,
+            Err(ServerError::Busy) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the queue never drained"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
