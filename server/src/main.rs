@@ -62,7 +62,7 @@ struct Args {
     #[arg(long, env = "NATTER_TRUSTED_PROXY", value_delimiter = ',')]
     trusted_proxy: Vec<std::net::IpAddr>,
     /// Longest message, in characters.
-    #[arg(long, env = "NATTER_MAX_MESSAGE_CHARS", default_value_t = natter_shared::validate::MAX_TEXT_CHARS)]
+    #[arg(long, env = "NATTER_MAX_MESSAGE_CHARS", default_value_t = natter_shared::validate::MAX_TEXT_CHARS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_message_chars: usize,
     /// Frames queued per connection; a reader that falls further behind is sent the rest
     /// from the database, so nobody is disconnected for it.
@@ -132,9 +132,6 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn serve(args: Args) -> anyhow::Result<()> {
-    if args.max_message_chars == 0 {
-        anyhow::bail!("--max-message-chars must be at least 1");
-    }
     let mut config = Config::new(&args.db);
     config.rate_per_sec = args.rate_limit;
     config.rate_burst = args.rate_burst;

@@ -58,6 +58,7 @@ fn usage_errors_are_one_line_with_exit_code_2() {
     assert_usage_error(&["--bind"], "'--bind <BIND>'");
     assert_usage_error(&["--rate-limit", "lots"], "'lots'");
     assert_usage_error(&["--idle-timeout", "0"], "'0'");
+    assert_usage_error(&["--max-message-chars", "0"], "'--max-message-chars");
     assert_usage_error(&["--bind", "nowhere"], "'nowhere'");
     assert_usage_error(&["completions", "tcsh"], "'tcsh'");
     assert_usage_error(&["completions"], "<SHELL>");
