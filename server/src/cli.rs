@@ -16,14 +16,19 @@ pub const EXIT_USAGE: u8 = 2;
 /// What the binary does instead of serving.
 #[derive(Debug, Subcommand)]
 pub enum Tool {
-    /// Print a completion script for SHELL on stdout instead of serving (e.g.
-    /// `natter-server completions bash > ~/.local/share/bash-completion/completions/natter-server`).
+    /// Print a completion script for SHELL on stdout, instead of serving.
+    ///
+    /// For example `natter-server completions bash >
+    /// ~/.local/share/bash-completion/completions/natter-server`.
     Completions {
         /// The shell.
         shell: Shell,
     },
-    /// Print the manual page, natter-server(1), as roff on stdout instead of serving
-    /// (`natter-server man | man -l -`); with a subcommand, its own page.
+    /// Print the manual page, natter-server(1) or a subcommand's, as roff on stdout, instead
+    /// of serving.
+    ///
+    /// `natter-server man | man -l -` reads it, `natter-server man > natter-server.1` keeps
+    /// it.
     Man {
         /// The subcommand whose page to print.
         subcommand: Option<String>,

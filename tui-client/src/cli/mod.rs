@@ -131,14 +131,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print a completion script for SHELL on stdout (e.g. `natter completions bash >
-    /// ~/.local/share/bash-completion/completions/natter`).
+    /// Print a completion script for SHELL on stdout.
+    ///
+    /// For example `natter completions bash >
+    /// ~/.local/share/bash-completion/completions/natter`.
     Completions {
         /// The shell.
         shell: Shell,
     },
-    /// Print the manual page, natter(1), as roff on stdout (`natter man | man -l -`); with
-    /// a subcommand, its own page (natter-send(1), …).
+    /// Print the manual page, natter(1) or a subcommand's, as roff on stdout.
+    ///
+    /// `natter man | man -l -` reads it, `natter man > natter.1` keeps it. natter(1) refers
+    /// to each subcommand's page as natter-SUBCOMMAND(1): `natter man send` prints
+    /// natter-send(1).
     Man {
         /// The subcommand whose page to print.
         subcommand: Option<String>,
