@@ -6,6 +6,7 @@
 //! Layout:
 //! - [`server`]: `Server::open` (the database, the shared state), then `Server::serve`: the
 //!   accept loop and shutdown.
+//! - [`cli`]: the command line's conventions: one-line usage errors, `completions`, `man`.
 //! - [`config`]: settings and defaults.
 //! - [`state`]: `AppState`, shared by every request and connection; the send admission check.
 //! - [`http`]: routing, the REST handlers (`auth`, `messages`, `users`), the probes (`health`),
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;

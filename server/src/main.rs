@@ -1,4 +1,6 @@
 //! `natter-server`: flags, logging, the database, bind, and `Server::serve` until SIGINT/SIGTERM.
+//! `natter-server completions SHELL` and `natter-server man` print instead of serving, and
+//! usage errors are one line (`natter_server::cli`).
 //!
 //! Logging goes to stderr at `RUST_LOG` (default `info`), except that message text never
 //! does, at any level: the WebSocket library's payload-printing trace events are filtered
@@ -9,7 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use natter_server::cli::Tool;
 use natter_server::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
@@ -17,6 +20,9 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(version, about, args_override_self = true)]
 struct Args {
+    /// None: serve.
+    #[command(subcommand)]
+    tool: Option<Tool>,
     /// Address to listen on (port 0 picks a free port; the chosen one is printed).
     #[arg(long, env = "NATTER_BIND", default_value = "127.0.0.1:8000")]
     bind: SocketAddr,
@@ -56,7 +62,7 @@ struct Args {
     #[arg(long, env = "NATTER_TRUSTED_PROXY", value_delimiter = ',')]
     trusted_proxy: Vec<std::net::IpAddr>,
     /// Longest message, in characters.
-    #[arg(long, env = "NATTER_MAX_MESSAGE_CHARS", default_value_t = natter_shared::validate::MAX_TEXT_CHARS)]
+    #[arg(long, env = "NATTER_MAX_MESSAGE_CHARS", default_value_t = natter_shared::validate::MAX_TEXT_CHARS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_message_chars: usize,
     /// Frames queued per connection; a reader that falls further behind is sent the rest
     /// from the database, so nobody is disconnected for it.
@@ -95,6 +101,13 @@ fn may_print_payload(meta: &tracing::Metadata<'_>) -> bool {
 fn main() -> ExitCode {
     use tracing_subscriber::filter::{FilterExt, filter_fn};
     use tracing_subscriber::prelude::*;
+    let args = match natter_server::cli::parse::<Args>() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    if let Some(tool) = args.tool {
+        return tool.run(Args::command());
+    }
     let requested = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // A ceiling RUST_LOG cannot raise: a directive appended to the EnvFilter would lose to
     // a more specific one such as `tungstenite::protocol=trace`.
@@ -108,7 +121,7 @@ fn main() -> ExitCode {
                 .with_filter(filter),
         )
         .init();
-    match serve(Args::parse()) {
+    match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("natter-server: {e:#}");
@@ -119,9 +132,6 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn serve(args: Args) -> anyhow::Result<()> {
-    if args.max_message_chars == 0 {
-        anyhow::bail!("--max-message-chars must be at least 1");
-    }
     let mut config = Config::new(&args.db);
     config.rate_per_sec = args.rate_limit;
     config.rate_burst = args.rate_burst;

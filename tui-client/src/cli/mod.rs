@@ -8,18 +8,21 @@
 //! - `account.rs`: `register`, `login`, and which stored token a subcommand uses;
 //! - `send.rs`: `send`, through the account's outbox (earlier unsent messages first);
 //! - `tail.rs`: following messages, waiting for the server, reconnecting;
-//! - `output.rs`: the stable plain line of a message, JSON lines, a closed stdout.
+//! - `output.rs`: the stable plain line of a message, JSON lines, a closed stdout;
+//! - `usage.rs`: usage errors in one line, `completions` and `man`.
 
 mod account;
 mod exit;
 mod output;
 mod send;
 mod tail;
+mod usage;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use clap_complete::Shell;
 use natter_shared::{Message, MessageId, Username, validate};
 
 use crate::chat::{self, ChatOptions};
@@ -128,19 +131,47 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a completion script for SHELL on stdout.
+    ///
+    /// For example `natter completions bash >
+    /// ~/.local/share/bash-completion/completions/natter`.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+    /// Print the manual page, natter(1) or a subcommand's, as roff on stdout.
+    ///
+    /// `natter man | man -l -` reads it, `natter man > natter.1` keeps it. natter(1) refers
+    /// to each subcommand's page as natter-SUBCOMMAND(1): `natter man send` prints
+    /// natter-send(1).
+    Man {
+        /// The subcommand whose page to print.
+        subcommand: Option<String>,
+    },
 }
 
 /// The process entry point: parses the command line and runs it.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("natter: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
+    let outcome = match usage::parse() {
+        Err(f) => Err(f),
+        // Here, not in `run`: neither needs the runtime, the server or a valid --server.
+        Ok(Cli {
+            command: Some(Command::Completions { shell }),
+            ..
+        }) => usage::completions(shell),
+        Ok(Cli {
+            command: Some(Command::Man { subcommand }),
+            ..
+        }) => usage::man(subcommand.as_deref()),
+        Ok(cli) => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(run(cli)),
+            Err(e) => Err(Failure::new(
+                EXIT_FAILURE,
+                format!("cannot start the async runtime: {e}"),
+            )),
+        },
     };
-    match runtime.block_on(run(cli)) {
+    match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(f) => {
             eprintln!("natter: {}", f.message);
@@ -195,6 +226,8 @@ pub async fn run(cli: Cli) -> Outcome {
             ctx.history(limit, with.as_deref(), json).await
         }
         Some(Command::Users { json }) => ctx.users(json).await,
+        Some(Command::Completions { shell }) => usage::completions(shell),
+        Some(Command::Man { subcommand }) => usage::man(subcommand.as_deref()),
     }
 }
 

@@ -1,0 +1,106 @@
+//! What the command line owes the shell beyond the subcommands, in one place: a usage error
+//! is one line on stderr (`natter: …`) with [`EXIT_USAGE`], not clap's four; `--help` and
+//! `--version` stay clap's, whole, on stdout with 0; `completions SHELL` and `man` print a
+//! completion script and a manual page on stdout. The flags themselves live in `mod.rs`.
+
+use std::io::Write;
+
+use clap::{CommandFactory, Parser};
+use clap_complete::Shell;
+
+use super::Cli;
+use super::exit::{EXIT_FAILURE, EXIT_USAGE, Failure, Outcome};
+
+/// Parses the process's arguments. Help and version are printed here and end the process
+/// with 0, as clap does; any other clap error becomes a one-line [`Failure`] with
+/// [`EXIT_USAGE`].
+pub(super) fn parse() -> Result<Cli, Failure> {
+    Cli::try_parse().map_err(|e| {
+        if !e.use_stderr() {
+            e.exit();
+        }
+        Failure::new(EXIT_USAGE, one_line(&e))
+    })
+}
+
+/// Clap's error message in one line, without its `error: ` prefix, colours, usage block and
+/// "For more information" line. Its tips and possible values stay on that line (they say
+/// what to type instead: "a similar argument exists: '--server'"), and it ends with where
+/// help is.
+fn one_line(e: &clap::Error) -> String {
+    // StyledStr's Display is plain text: no colour codes, whatever the terminal.
+    let rendered = e.render().to_string();
+    let mut line = String::new();
+    for part in rendered.lines().map(str::trim) {
+        if part.is_empty() || part.starts_with("Usage:") || part.starts_with("For more information")
+        {
+            continue;
+        }
+        let part = part.strip_prefix("error: ").unwrap_or(part);
+        let part = part.strip_prefix("tip: ").unwrap_or(part);
+        // "the following required arguments were not provided:" is followed by the list;
+        // "[possible values: …]" belongs to what it follows.
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') || part.starts_with('[') {
+                " "
+            } else {
+                "; "
+            });
+        }
+        line.push_str(part);
+    }
+    line.push_str(" (try --help)");
+    line
+}
+
+/// `natter completions SHELL`: the completion script for `shell` on stdout.
+pub(super) fn completions(shell: Shell) -> Outcome {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "natter", &mut script);
+    print(&script)
+}
+
+/// `natter man [SUBCOMMAND]`: natter(1), or natter-SUBCOMMAND(1), as roff on stdout.
+pub(super) fn man(subcommand: Option<&str>) -> Outcome {
+    // Built as clap_mangen's own generate_to does: no `help` subcommand in the list, and
+    // each subcommand named `natter-NAME`, as the list refers to it.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let page = match subcommand {
+        None => cmd,
+        Some(name) => match cmd.find_subcommand(name) {
+            Some(sub) => sub.clone(),
+            None => {
+                let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+                return Err(Failure::new(
+                    EXIT_USAGE,
+                    format!(
+                        "no subcommand '{name}'; the pages are: {}",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        },
+    };
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page)
+        // The footer names the program and its version on every page (a subcommand has no
+        // version of its own).
+        .source(format!("natter {}", env!("CARGO_PKG_VERSION")))
+        .render(&mut roff)
+        .expect("writing into a Vec cannot fail");
+    print(&roff)
+}
+
+/// Writes it all to stdout. A closed pipe (`| head`) is the reader's choice, not an error;
+/// any other failure (a full disk under `> natter.1`) is.
+fn print(bytes: &[u8]) -> Outcome {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::new(
+            EXIT_FAILURE,
+            format!("cannot write to stdout: {e}"),
+        )),
+        _ => Ok(()),
+    }
+}
