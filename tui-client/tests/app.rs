@@ -465,25 +465,42 @@ fn password_prompt_flow() {
     assert_eq!(app.focus, Focus::Name);
 }
 
-/// Changing the Name field and leaving it logs in as the new name.
+/// Changing the Name field and leaving it with Tab does not log in (one stray key would
+/// register an account): the typed name stays in the field, not applied, and the status
+/// line says Enter applies it. Enter in the field then logs in as it.
 #[test]
-fn leaving_a_changed_name_field_logs_in() {
+fn leaving_a_changed_name_field_does_not_log_in() {
     let mut app = alice();
     app.focus = Focus::Name;
     app.update(Msg::DeleteToStart);
     app.update(Msg::LineEnd);
     app.update(Msg::DeleteWord);
     typed(&mut app, "carol");
+    assert_eq!(app.update(Msg::Tab), None, "Tab only moves focus");
+    assert_eq!(app.focus, Focus::SendTo);
     assert_eq!(
-        app.update(Msg::Tab),
+        app.name.text(),
+        "carol",
+        "what was typed stays in the field"
+    );
+    assert_eq!(app.identity, Some(user("alice")), "still alice");
+    assert!(app.name_is_pending());
+    let (_, status) = app.status.clone().unwrap();
+    assert!(status.contains("Enter"), "says how to apply it: {status}");
+    assert_eq!(
+        app.update(Msg::BackTab),
+        None,
+        "Shift-Tab back into Name: nothing"
+    );
+    assert_eq!(app.focus, Focus::Name);
+    assert_eq!(
+        app.update(Msg::Submit),
         Some(Cmd::Login {
             username: user("carol"),
             password: None
         })
     );
-    assert_eq!(app.focus, Focus::SendTo);
-    app.update(Msg::BackTab);
-    assert_eq!(app.update(Msg::Tab), None, "unchanged: no new login");
+    assert!(!app.name_is_pending());
 }
 
 /// Up and Down in the message field walk the lines sent before (commands too) and come back

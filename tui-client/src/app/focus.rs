@@ -1,11 +1,11 @@
-//! Moving between the fields and what keys edit: Tab / Shift-Tab (committing the name when
-//! leaving "Name"), Tab completion of usernames in "Send to", where a paste goes, and Esc.
+//! Moving between the fields and what keys edit: Tab / Shift-Tab, Tab completion of
+//! usernames in "Send to", where a paste goes, and Esc. Leaving "Name" never applies it: only
+//! Enter does, since a new name may register an account.
 
 use natter_shared::Username;
 
 use super::{App, Focus};
 use crate::input::TextInput;
-use crate::msg::Cmd;
 
 impl App {
     /// The field keys edit: the password prompt replaces the message input while shown.
@@ -39,24 +39,32 @@ impl App {
         }
     }
 
-    pub(super) fn move_focus(&mut self, forward: bool) -> Option<Cmd> {
+    pub(super) fn move_focus(&mut self, forward: bool) {
         let leaving = self.focus;
         self.focus = match (self.focus, forward) {
             (Focus::Name, true) | (Focus::Message, false) => Focus::SendTo,
             (Focus::SendTo, true) | (Focus::Name, false) => Focus::Message,
             (Focus::Message, true) | (Focus::SendTo, false) => Focus::Name,
         };
-        if leaving == Focus::Name && self.name.text().trim() != self.committed_name {
-            return self.commit_name();
+        // A name typed but not applied stays in the field (so nothing typed is lost) and the
+        // identity stays what it was; the status line says how to apply it.
+        if leaving == Focus::Name && self.name_is_pending() {
+            let typed = self.name.text().trim().to_owned();
+            if typed.is_empty() {
+                self.info("name not changed: type a name in Name and press Enter");
+            } else {
+                self.info(format!(
+                    "name not changed: press Enter in Name to become {typed}"
+                ));
+            }
         }
-        None
     }
 
-    pub(super) fn tab(&mut self) -> Option<Cmd> {
+    pub(super) fn tab(&mut self) {
         if self.focus == Focus::SendTo && self.complete() {
-            return None;
+            return;
         }
-        self.move_focus(true)
+        self.move_focus(true);
     }
 
     /// Completes the Send to field from the known users; repeated Tabs cycle. Returns false

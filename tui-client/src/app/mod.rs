@@ -184,6 +184,12 @@ impl App {
         })
     }
 
+    /// Whether the Name field holds a name typed but not applied with Enter yet (the
+    /// identity is still the last one committed).
+    pub fn name_is_pending(&self) -> bool {
+        self.name.text().trim() != self.committed_name
+    }
+
     /// Users online, by name.
     pub fn online_users(&self) -> impl Iterator<Item = &Username> {
         self.users.values().filter(|u| u.online).map(|u| &u.name)
@@ -216,8 +222,8 @@ impl App {
             Msg::DeleteWord => self.field().delete_word(),
             Msg::DeleteToStart => self.field().delete_to_start(),
             Msg::Submit => return self.submit(),
-            Msg::Tab => return self.tab(),
-            Msg::BackTab => return self.move_focus(false),
+            Msg::Tab => self.tab(),
+            Msg::BackTab => self.move_focus(false),
             Msg::Escape => self.escape(),
             Msg::Older => self.older(),
             Msg::Newer => self.newer(),

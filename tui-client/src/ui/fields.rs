@@ -106,7 +106,15 @@ pub fn render_fields(app: &App, frame: &mut Frame<'_>, area: Rect) {
     };
     let line = Line::from(vec![
         label(" Name: ", name_focus),
-        Span::styled(pad(&name), field_style(theme, name_focus)),
+        // A name typed but not applied (Enter applies it) is set apart from the one in use.
+        Span::styled(
+            pad(&name),
+            if app.name_is_pending() && !name_focus {
+                field_style(theme, false).add_modifier(Modifier::ITALIC)
+            } else {
+                field_style(theme, name_focus)
+            },
+        ),
         label("  Send to: ", to_focus),
         to_shown,
     ]);
