@@ -292,3 +292,67 @@ fn a_corrupt_credentials_file_is_one_line_and_left_alone() {
     let o = run(natter(&dir.path().join("b"), &url).args(["register", "bob"]));
     assert!(o.status.success(), "bob was not registered before: {o:?}");
 }
+
+/// A chat screen that could never work is refused before the screen opens: a `--server`
+/// that is no server address, a `--name` or `--to` that is no valid name. One `natter: `
+/// line saying what is wrong and what is expected, and the usage exit code, at once.
+#[test]
+fn the_chat_screen_refuses_input_that_cannot_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let ok = "http://127.0.0.1:8000";
+    let server_expected = "expected http://HOST:PORT or HOST:PORT";
+    let name_expected = "may only contain A-Z a-z 0-9 _ . -";
+    for (server, args, says, expected) in [
+        (
+            "not-a-url",
+            &["--name", "alice"][..],
+            "--server",
+            server_expected,
+        ),
+        (
+            "ftp://127.0.0.1:8000",
+            &["--name", "alice"],
+            "--server",
+            server_expected,
+        ),
+        ("http://", &[], "--server", server_expected),
+        (
+            ok,
+            &["--name", "bad name!"],
+            "--name \"bad name!\"",
+            name_expected,
+        ),
+        (
+            ok,
+            &["--name", "alice", "--to", "no one"],
+            "--to",
+            name_expected,
+        ),
+    ] {
+        let mut child = natter(&a, server)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(10) {
+                child.kill().unwrap();
+                panic!("{server} {args:?}: still running after 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{server} {args:?}: {err}");
+        assert!(
+            err.starts_with("natter: ")
+                && err.contains(says)
+                && err.contains(expected)
+                && err.lines().count() == 1,
+            "{server} {args:?}: {err:?}"
+        );
+    }
+}

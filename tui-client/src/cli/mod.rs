@@ -183,6 +183,14 @@ pub fn main() -> ExitCode {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Outcome {
     let server = ServerUrl::parse(&cli.server).map_err(|e| Failure::new(EXIT_USAGE, e))?;
+    // Names are checked here, with the rules the server applies, so that a chat screen that
+    // could never log in (or send to `--to`) is refused instead of opened.
+    if let Some(name) = &cli.name {
+        check_name("--name", name)?;
+    }
+    if let (None, Some(to)) = (&cli.command, &cli.to) {
+        check_name("--to", to)?;
+    }
     let paths = Paths::from_env();
     let ctx = Ctx {
         http: Http::new(server.clone()),
@@ -236,6 +244,12 @@ struct Ctx {
     http: Http,
     paths: Paths,
     name: Option<String>,
+}
+
+/// A usage failure unless `name` is a valid username: `--name "x y": username may only …`.
+fn check_name(flag: &str, name: &str) -> Result<(), Failure> {
+    validate::validate_username(name)
+        .map_err(|e| Failure::new(EXIT_USAGE, format!("{flag} {name:?}: {e}")))
 }
 
 fn parse_name(name: &str) -> Result<Username, Failure> {

@@ -33,22 +33,33 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub struct ServerUrl(String);
 
 impl ServerUrl {
-    /// From what the user typed: `127.0.0.1:8000`, `http://host:8000/`, `ws://…`.
+    /// From what the user typed: `127.0.0.1:8000`, `http://host:8000/`, `ws://…`. Refuses
+    /// what could never reach a server (the error says what is expected): a scheme other
+    /// than http(s)/ws(s), no host, and without a scheme anything but `HOST:PORT`, since a
+    /// bare word (`--server alice`) is far more often a slip than a server on port 80.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
+        let expected = "expected http://HOST:PORT or HOST:PORT, e.g. http://127.0.0.1:8000";
+        let bad = |why: &str| format!("--server {s:?}: {why}; {expected}");
         let (scheme, rest) = match s.split_once("://") {
             Some(("ws" | "http", rest)) => ("http", rest),
             Some(("wss" | "https", rest)) => ("https", rest),
-            Some((other, _)) => return Err(format!("unsupported scheme {other:?} (use http://)")),
-            None => ("http", s),
+            Some((other, _)) => return Err(bad(&format!("unsupported scheme {other:?}"))),
+            None => {
+                let port = s.trim_end_matches('/').rsplit_once(':').map(|(_, p)| p);
+                if port.is_none_or(|p| p.parse::<u16>().is_err()) {
+                    return Err(bad("no scheme and no port"));
+                }
+                ("http", s)
+            }
         };
         let host = rest.trim_end_matches('/');
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(format!(
-                "{s:?} is not a server address (try http://127.0.0.1:8000)"
-            ));
+        let base = format!("{scheme}://{host}");
+        let url = reqwest::Url::parse(&base).map_err(|e| bad(&format!("not a URL ({e})")))?;
+        if host.is_empty() || url.host_str().is_none_or(str::is_empty) {
+            return Err(bad("no host"));
         }
-        Ok(ServerUrl(format!("{scheme}://{host}")))
+        Ok(ServerUrl(base))
     }
 
     /// `http://host:port`.
@@ -125,6 +136,16 @@ mod tests {
             "http://h:1"
         );
         assert!(ServerUrl::parse("http://").is_err());
+        assert!(
+            ServerUrl::parse("not-a-url").is_err(),
+            "no scheme needs a port"
+        );
+        assert!(ServerUrl::parse("host:port").is_err());
+        assert!(ServerUrl::parse("http://a b:1").is_err());
+        assert_eq!(
+            ServerUrl::parse("https://chat.example").unwrap().ws_base(),
+            "wss://chat.example"
+        );
     }
 
     #[test]
