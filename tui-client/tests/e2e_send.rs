@@ -93,9 +93,18 @@ fn an_unreachable_server_keeps_the_lines_for_the_next_send() {
     );
     assert_eq!(o.status.code(), Some(4), "{o:?}");
     let err = stderr(&o);
-    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert_eq!(
+        err.lines().count(),
+        2,
+        "the waiting line, then the exit line: {err:?}"
+    );
     assert!(
-        err.starts_with("natter: ") && err.contains("3 messages kept in the outbox"),
+        err.lines().all(|l| l.starts_with("natter: "))
+            && err
+                .lines()
+                .last()
+                .unwrap()
+                .contains("3 messages kept in the outbox"),
         "{err:?}"
     );
     assert_eq!(outbox_texts(&a, &url, "alice"), ["one", "two", "three"]);
@@ -317,4 +326,39 @@ async fn a_chat_screen_and_a_send_at_once_store_each_message_once() {
     );
     assert!(outbox_texts(&xdg, &url, "alice").is_empty());
     alice.quit().await;
+}
+
+/// A `send` to a server that does not answer says once, at the first failure, that it is
+/// waiting and for how long, then (after `--retry-for`) the exit-4 line with what is kept.
+#[test]
+fn send_says_once_that_it_is_waiting_for_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    // Nothing listens on a port we just had and closed.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let started = Instant::now();
+    let o = send_stdin(
+        natter(&a, &closed).env("NATTER_TOKEN", "t"),
+        &["--retry-for", "2"],
+        "one\ntwo\n",
+    );
+    assert!(started.elapsed() < PATIENCE);
+    assert_eq!(o.status.code(), Some(4), "{o:?}");
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err:?}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "natter: server at {closed} not answering; retrying for up to 2 s (messages are kept in the outbox)"
+        )
+    );
+    assert!(
+        lines[1].starts_with("natter: cannot reach server")
+            && lines[1].contains("2 messages kept in the outbox"),
+        "{err:?}"
+    );
 }

@@ -8,7 +8,8 @@
 //! prints them with the rest, and one of them refused for good is reported and dropped
 //! without failing the run (the run's exit code is about its own messages).
 //!
-//! When the server stays away (no answer or 429 for `--retry-for`), nothing more is
+//! When the server does not answer (or asks to slow down), stderr says so once, with how
+//! long `send` keeps trying. When it stays away (no answer or 429 for `--retry-for`), nothing more is
 //! posted: the rest of stdin goes into the outbox and `send` exits 4 saying how many wait.
 //! A 401 keeps them too (the chat screen renews the token), except in a token's own outbox,
 //! which nobody else could ever send.
@@ -97,6 +98,8 @@ impl Ctx {
             earlier: 0,
             told_earlier: false,
             server_away: false,
+            server: self.server.http_base().to_owned(),
+            told_waiting: false,
         };
         let result = run.go(source).await;
         run.tell_earlier();
@@ -160,6 +163,11 @@ struct Run<'a> {
     told_earlier: bool,
     /// The server could not be reached (or kept asking us to slow down) until we gave up.
     server_away: bool,
+    /// The server, as the waiting line names it.
+    server: String,
+    /// Whether stderr was told that we are waiting for the server (once per run: the
+    /// retries are quiet, and a minute of silence would look like a hang).
+    told_waiting: bool,
 }
 
 /// How a post ended, once retries are over.
@@ -284,7 +292,7 @@ impl Run<'_> {
 
     /// POSTs with the same client_id until the server answers for it: network failures and
     /// rate limits are retried with backoff for up to `retry_for`.
-    async fn post(&self, outgoing: &Outgoing) -> Answer {
+    async fn post(&mut self, outgoing: &Outgoing) -> Answer {
         let give_up = Instant::now() + self.retry_for;
         let mut attempt = 0;
         loop {
@@ -295,6 +303,7 @@ impl Run<'_> {
                     if Instant::now() + pause > give_up {
                         return Answer::NotYet(e);
                     }
+                    self.tell_waiting(e.is_rate_limited());
                     tokio::time::sleep(pause).await;
                     attempt += 1;
                 }
@@ -327,6 +336,25 @@ impl Run<'_> {
             eprintln!("natter: delivered {n} earlier unsent message{s} first");
         }
         self.told_earlier = true;
+    }
+
+    /// Says once, on stderr, that the server is not answering (or asks us to slow down) and
+    /// how long `send` keeps trying.
+    fn tell_waiting(&mut self, rate_limited: bool) {
+        if self.told_waiting {
+            return;
+        }
+        self.told_waiting = true;
+        let what = if rate_limited {
+            "asks to slow down"
+        } else {
+            "not answering"
+        };
+        eprintln!(
+            "natter: server at {} {what}; retrying for up to {} s (messages are kept in the outbox)",
+            self.server,
+            self.retry_for.as_secs()
+        );
     }
 
     /// Adds to a failure's line what is still waiting in the outbox, and where it goes.
