@@ -2,7 +2,8 @@
 //! terminal events, network events, a clock tick and SIGTERM/SIGHUP/SIGINT; each becomes a
 //! [`Msg`] for [`App::update`]; a resulting [`Cmd`] is carried out here (the outbox write)
 //! and passed to the network task. Events are drained in a bounded batch, then the screen
-//! is drawn once.
+//! is drawn once. On leaving, after the terminal is restored, stderr says how many
+//! messages the outbox still holds.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,8 @@ use crossterm::event::EventStream;
 use futures_util::StreamExt;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
+
+use natter_shared::Username;
 
 use crate::app::{App, AppConfig};
 use crate::msg::{Cmd, Msg, NetEvent};
@@ -61,14 +64,38 @@ pub async fn run(options: ChatOptions) -> anyhow::Result<()> {
     let mut term = terminal::init().context("cannot set up the terminal")?;
     let result = event_loop(&mut term, &options, name).await;
     terminal::restore();
-    result
+    // Now that the terminal is back, say what the outbox still holds: quitting offline is
+    // fine, but silence would leave the user wondering whether the messages were lost.
+    if let Some(identity) = result? {
+        let outbox = Outbox::new(
+            &options.paths.outbox_dir(options.server.http_base()),
+            &identity,
+        );
+        if let Some(line) = kept_notice(outbox.entries().map_or(0, |e| e.len()), &identity) {
+            eprintln!("natter: {line}");
+        }
+    }
+    Ok(())
 }
 
+/// What to say on leaving with `count` messages still in `identity`'s outbox.
+pub fn kept_notice(count: usize, identity: &Username) -> Option<String> {
+    let (messages, go) = match count {
+        0 => return None,
+        1 => ("1 message".to_owned(), "it goes"),
+        n => (format!("{n} messages"), "they go"),
+    };
+    Some(format!(
+        "{messages} kept in the outbox; {go} out the next time natter runs as {identity}"
+    ))
+}
+
+/// Runs the screen until quit; returns the identity it ended as, if any.
 async fn event_loop(
     term: &mut terminal::Term,
     options: &ChatOptions,
     name: Option<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Username>> {
     let size = term.size().context("reading the terminal size")?;
     let offset = *chrono::Local::now().offset();
     let mut app = App::new(AppConfig {
@@ -143,9 +170,11 @@ async fn event_loop(
             }
         }
     }
-    // Every send is on disk already; the net task has nothing to finish.
+    // Every send is on disk already; the net task has nothing to finish. Waiting for it to
+    // be gone means no outbox write is under way when the caller counts what is left.
     net_task.abort();
-    Ok(())
+    let _ = net_task.await;
+    Ok(app.identity.clone())
 }
 
 /// Carries out the app's commands: writes sends to the outbox, then hands every command to
