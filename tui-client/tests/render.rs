@@ -214,6 +214,23 @@ fn scrolled_up_shows_new_count() {
     insta::assert_snapshot!(render(&app));
 }
 
+/// The "N new ↓" marker has a row of its own: the end of a long last visible line is not
+/// drawn over.
+#[test]
+fn new_marker_does_not_cover_the_last_line() {
+    let mut app = alice_sized(60, 12);
+    for id in 1..=30 {
+        let text = format!("message {id} is long enough to fill the row up to its end");
+        net(&mut app, NetEvent::Message(message(id, "bob", None, &text)));
+    }
+    app.update(Msg::PageUp);
+    net(
+        &mut app,
+        NetEvent::Message(message(31, "bob", None, "new one")),
+    );
+    insta::assert_snapshot!(render(&app));
+}
+
 /// The name is taken: the message input becomes a masked password prompt.
 #[test]
 fn password_prompt() {

@@ -117,7 +117,10 @@ pub fn item_height(app: &App, index: usize, width: u16) -> u16 {
 /// Draws the visible part of the message list into `area`.
 pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let theme = Theme { color: app.color };
-    let height = usize::from(area.height);
+    // Scrolled up, the bottom row is the "N new ↓ End" marker's own, so it never hides the
+    // end of a message line; the line it would have covered is one Down away.
+    let marked = app.scroll != Scroll::Bottom && area.height > 1;
+    let height = usize::from(area.height - u16::from(marked));
     let mut lines: Vec<Line<'static>> = Vec::with_capacity(height + 8);
     match app.scroll {
         Scroll::Bottom => {
@@ -158,6 +161,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {
     frame.render_widget(Paragraph::new(lines), area);
 
     if app.scroll != Scroll::Bottom && area.height > 0 {
+        // Right-aligned on the bottom row (reserved above unless the list is one row high).
         let label = if app.unseen > 0 {
             format!(" {} new ↓ End ", app.unseen)
         } else {
