@@ -231,6 +231,28 @@ fn new_marker_does_not_cover_the_last_line() {
     insta::assert_snapshot!(render(&app));
 }
 
+/// An error longer than the terminal is wide is not cut at the edge: the status line takes
+/// a second row, so the part that says what to do stays visible at 80 columns.
+#[test]
+fn long_error_keeps_its_advice_visible() {
+    let mut app = alice_sized(80, 12);
+    for id in 1..=10 {
+        net(
+            &mut app,
+            NetEvent::Message(message(id, "bob", None, &format!("message {id}"))),
+        );
+    }
+    net(
+        &mut app,
+        NetEvent::Error(
+            "cannot reach server at http://127.0.0.1:8000 (connection failed: Connection \
+             refused (os error 111)); is natter-server running?"
+                .into(),
+        ),
+    );
+    insta::assert_snapshot!(render(&app));
+}
+
 /// The name is taken: the message input becomes a masked password prompt.
 #[test]
 fn password_prompt() {
@@ -312,4 +334,23 @@ fn a_day_change_is_marked() {
         NetEvent::Messages(vec![message(1, "bob", None, "evening"), late, next_day]),
     );
     insta::assert_snapshot!(render(&app));
+}
+
+/// A status too long even for three rows keeps its first row and its end (what to do),
+/// dropping detail from the middle.
+#[test]
+fn very_long_error_keeps_start_and_end() {
+    let mut app = alice_sized(40, 24);
+    let detail = "detail ".repeat(30);
+    net(
+        &mut app,
+        NetEvent::Error(format!("cannot do it ({detail}); try this instead")),
+    );
+    let rows: Vec<String> = natter::ui::fields::status_lines(&app, 40)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows[0].starts_with(" ! cannot do it"), "{rows:?}");
+    assert!(rows[2].trim_end().ends_with("try this instead"), "{rows:?}");
 }

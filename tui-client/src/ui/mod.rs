@@ -2,8 +2,9 @@
 //!
 //! Layout, top to bottom: the top bar with the connection badge (`topbar`), the message
 //! list (`timeline`) with the online users beside it when the terminal is wide (`users`),
-//! the status line, the Name / Send to fields and the message input (`fields`), and the
-//! help over everything when asked (`help`). Styles come from `theme` only.
+//! the status line (more than one row for a long error), the Name / Send to fields and the
+//! message input (`fields`), and the help over everything when asked (`help`). Styles come
+//! from `theme` only.
 
 pub mod fields;
 pub mod help;
@@ -20,6 +21,8 @@ use crate::app::App;
 
 /// Terminals at least this wide show the users beside the messages.
 pub const USERS_MIN_WIDTH: u16 = 90;
+/// Rows the message list keeps when a long status line wants more.
+const MIN_LIST_ROWS: u16 = 3;
 /// Width of the users column, its border included.
 pub const USERS_WIDTH: u16 = 20;
 
@@ -41,20 +44,27 @@ pub struct Areas {
 }
 
 /// Splits `area` into the screen's parts.
-pub fn layout(_app: &App, area: Rect) -> Areas {
+pub fn layout(app: &App, area: Rect) -> Areas {
     let row = |y: u16, h: u16| Rect::new(area.x, area.y + y, area.width, h);
     let h = area.height;
     let input_h = 3.min(h);
-    let fixed = 1 + 1 + 1 + input_h;
+    // A long status takes rows from the message list (never below MIN_LIST_ROWS), never
+    // from the fields.
+    let spare = h.saturating_sub(1 + 1 + 1 + input_h + MIN_LIST_ROWS);
+    let status_rows = u16::try_from(fields::status_lines(app, area.width).len())
+        .unwrap_or(1)
+        .clamp(1, fields::MAX_STATUS_ROWS)
+        .min(1 + spare);
+    let fixed = 1 + status_rows + 1 + input_h;
     let main_h = h.saturating_sub(fixed);
     let top = row(0, 1.min(h));
     let main = row(1.min(h), main_h);
-    let status = row((1 + main_h).min(h), 1.min(h.saturating_sub(1 + main_h)));
-    let fields = row((2 + main_h).min(h), 1.min(h.saturating_sub(2 + main_h)));
-    let input = row(
-        (3 + main_h).min(h),
-        input_h.min(h.saturating_sub(3 + main_h)),
-    );
+    let status_y = (1 + main_h).min(h);
+    let status = row(status_y, status_rows.min(h - status_y));
+    let fields_y = (status_y + status_rows).min(h);
+    let fields = row(fields_y, 1.min(h - fields_y));
+    let input_y = (fields_y + 1).min(h);
+    let input = row(input_y, input_h.min(h - input_y));
     let (timeline, users) = if area.width >= USERS_MIN_WIDTH {
         let tw = area.width - USERS_WIDTH;
         (
