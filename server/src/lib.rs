@@ -18,6 +18,7 @@
 //! - [`rate`]: token buckets: send rate, login and registration throttles.
 //! - [`limits`]: caps on open connections (WebSockets in all and per user, plain HTTP).
 //! - [`peer`]: the client's address, through trusted proxies.
+//! - [`metrics`]: Prometheus metrics and their `/metrics` listener.
 //! - [`error`]: `ServerError` and its HTTP status / wire code.
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod metrics;
 pub mod peer;
 pub mod rate;
 pub mod server;

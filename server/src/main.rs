@@ -61,6 +61,10 @@ struct Args {
     /// the client, for the per-address throttles; from anyone else it is ignored.
     #[arg(long, env = "NATTER_TRUSTED_PROXY", value_delimiter = ',')]
     trusted_proxy: Vec<std::net::IpAddr>,
+    /// Serve Prometheus metrics at GET /metrics on this address (port 0 picks one; the
+    /// address is printed). Off unless given, so metrics are never public by accident.
+    #[arg(long, env = "NATTER_METRICS_BIND")]
+    metrics_bind: Option<SocketAddr>,
     /// Longest message, in characters.
     #[arg(long, env = "NATTER_MAX_MESSAGE_CHARS", default_value_t = natter_shared::validate::MAX_TEXT_CHARS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_message_chars: usize,
@@ -150,6 +154,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.ping_interval = config.idle_timeout / 3;
     config.write_timeout = std::time::Duration::from_secs(args.write_timeout);
     config.max_page_count = args.test_max_page_count;
+    // The recorder before the server, whose metric handles would otherwise be no-ops.
+    let metrics = match args.metrics_bind {
+        None => None,
+        Some(bind) => {
+            let handle = natter_server::metrics::install().context("starting metrics")?;
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind} for metrics"))?;
+            Some((listener, handle))
+        }
+    };
     // The database first: a file that cannot be used is an error before anything listens,
     // so "listening on" below always means ready.
     let server = Server::open(config)?;
@@ -168,6 +183,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         args.db.display()
     );
     tracing::info!(%addr, db = %args.db.display(), "listening");
+    if let Some((listener, handle)) = metrics {
+        let metrics_addr = listener
+            .local_addr()
+            .context("reading the metrics address")?;
+        // A second line, after the one scripts already read.
+        println!("natter-server metrics on http://{metrics_addr}/metrics");
+        tracing::info!(%metrics_addr, "metrics");
+        tokio::spawn(natter_server::metrics::serve(listener, handle));
+    }
     server.serve(listener, shutdown_signal()).await;
     Ok(())
 }

@@ -70,6 +70,7 @@ impl Server {
                 config.register_burst,
             ),
             limits: ConnectionLimits::new(&config),
+            metrics: crate::metrics::Metrics::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             store,

@@ -35,6 +35,8 @@ pub struct AppState {
     pub login_ip_limiter: RateLimiter<std::net::IpAddr>,
     /// Registrations per client address.
     pub register_limiter: RateLimiter<std::net::IpAddr>,
+    /// Metric handles for the hot paths.
+    pub metrics: crate::metrics::Metrics,
     /// Open connections: WebSockets in all and per user, plain HTTP.
     pub limits: ConnectionLimits,
     /// Cancelled when the server starts shutting down.

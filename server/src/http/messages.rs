@@ -33,8 +33,13 @@ pub async fn post(
     let message = SendMessage::from_json_body(&body, state.config.max_text_chars)
         .map_err(|e| ServerError::Invalid(e.error))?;
     state.admit(&user, &message)?;
+    let started = std::time::Instant::now();
     match state.store.send(user, message).await? {
-        SendOutcome::Stored(m) => Ok(json(StatusCode::CREATED, &m)),
+        SendOutcome::Stored(m) => {
+            state.metrics.stored_rest.increment(1);
+            state.metrics.ack_rest.record(started.elapsed());
+            Ok(json(StatusCode::CREATED, &m))
+        }
         SendOutcome::Duplicate(m) => Ok(json(StatusCode::OK, &m)),
         SendOutcome::UnknownReceiver(name) => Err(ServerError::UnknownReceiver(name)),
     }

@@ -48,11 +48,54 @@ pub async fn handle(
             if e.status().is_client_error() {
                 tracing::debug!(%method, %path, code = %e.code(), error = %e, "request refused");
             }
+            count_refusal(&e);
             error_response(&e)
         }
     };
-    tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+    let status = response.status().as_u16();
+    tracing::debug!(%method, %path, status, "request");
+    metrics::counter!(
+        crate::metrics::HTTP_REQUESTS,
+        "route" => route_label(&path),
+        "status" => status.to_string()
+    )
+    .increment(1);
     Ok(response)
+}
+
+/// The route a path belongs to, as a metric label: known routes by name, anything else as
+/// one label (paths are chosen by strangers, labels must stay few).
+fn route_label(path: &str) -> &'static str {
+    match path.strip_suffix('/').unwrap_or(path) {
+        "/healthz" => "/healthz",
+        "/livez" => "/livez",
+        "/readyz" => "/readyz",
+        "/api/auth/register" => "/api/auth/register",
+        "/api/auth/login" => "/api/auth/login",
+        "/api/auth/logout" => "/api/auth/logout",
+        "/api/chat/messages" => "/api/chat/messages",
+        "/api/users" => "/api/users",
+        "/ws/chat" => "/ws/chat",
+        _ => "other",
+    }
+}
+
+/// Counts auth failures and rate-limit refusals (REST and WebSocket alike).
+pub fn count_refusal(e: &ServerError) {
+    use crate::metrics::{AUTH_FAILURES, RATE_LIMITED};
+    match e {
+        ServerError::Unauthorized(_) | ServerError::InvalidCredentials => {
+            metrics::counter!(AUTH_FAILURES).increment(1);
+        }
+        ServerError::RateLimited => metrics::counter!(RATE_LIMITED, "limit" => "send").increment(1),
+        ServerError::LoginThrottled => {
+            metrics::counter!(RATE_LIMITED, "limit" => "login").increment(1);
+        }
+        ServerError::RegistrationThrottled => {
+            metrics::counter!(RATE_LIMITED, "limit" => "register").increment(1);
+        }
+        _ => {}
+    }
 }
 
 async fn route(

@@ -100,6 +100,8 @@ struct Inner {
     last_published: MessageId,
     /// The latest messages' frames, for catching up.
     recent: recent::Recent,
+    /// Open connections, all users together.
+    conns: usize,
 }
 
 /// One step of catching up: what [`Hub::catch_up`] answers.
@@ -130,6 +132,8 @@ pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
     queue_capacity: usize,
+    connections_open: metrics::Gauge,
+    users_online: metrics::Gauge,
 }
 
 impl Hub {
@@ -141,9 +145,12 @@ impl Hub {
                 users: HashMap::new(),
                 last_published: MessageId(0),
                 recent: recent::Recent::new(recent_bytes),
+                conns: 0,
             }),
             next_id: AtomicU64::new(1),
             queue_capacity: queue_capacity.max(1),
+            connections_open: metrics::gauge!(crate::metrics::CONNECTIONS_OPEN),
+            users_online: metrics::gauge!(crate::metrics::USERS_ONLINE),
         }
     }
 
@@ -200,6 +207,8 @@ impl Hub {
                 missed_presence: HashMap::new(),
             },
         );
+        inner.conns += 1;
+        self.count(&inner);
         Subscription {
             id,
             rx,
@@ -215,11 +224,16 @@ impl Hub {
         let Some(entry) = inner.users.get_mut(&key) else {
             return;
         };
-        entry.conns.remove(&id);
-        if entry.conns.is_empty() {
+        let removed = entry.conns.remove(&id).is_some();
+        let last = entry.conns.is_empty();
+        if removed {
+            inner.conns -= 1;
+        }
+        if last {
             inner.users.remove(&key);
             Self::deliver_all(&mut inner.users, &presence_frame(user, false));
         }
+        self.count(&inner);
     }
 
     /// The next step of catching up for a connection that has sent everything it may see up
@@ -319,6 +333,11 @@ impl Hub {
         }
     }
 
+    fn count(&self, inner: &Inner) {
+        self.connections_open.set(inner.conns as f64);
+        self.users_online.set(inner.users.len() as f64);
+    }
+
     /// Whether `user` has at least one connection.
     pub fn is_online(&self, user: &Username) -> bool {
         self.lock().users.contains_key(&user.key())
@@ -326,7 +345,7 @@ impl Hub {
 
     /// Open connections, all users together.
     pub fn connection_count(&self) -> usize {
-        self.lock().users.values().map(|u| u.conns.len()).sum()
+        self.lock().conns
     }
 }
 

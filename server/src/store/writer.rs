@@ -101,6 +101,8 @@ const USER_CACHE_MAX: usize = 100_000;
 fn run(mut writer: Writer, mut rx: mpsc::Receiver<Write>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut users = UserCache::new();
+    let batch_size = metrics::histogram!(crate::metrics::COMMIT_BATCH);
+    let commit_seconds = metrics::histogram!(crate::metrics::COMMIT_SECONDS);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -109,7 +111,11 @@ fn run(mut writer: Writer, mut rx: mpsc::Receiver<Write>) {
                 Err(_) => break,
             }
         }
+        let size = batch.len();
+        let started = std::time::Instant::now();
         commit_batch(&mut writer, &mut batch, &mut users);
+        batch_size.record(size as f64);
+        commit_seconds.record(started.elapsed());
     }
     // The connection closes before the lock is released.
     let Writer { conn, lock, .. } = writer;

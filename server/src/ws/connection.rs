@@ -71,8 +71,10 @@ pub struct Connection {
     pub _permit: crate::limits::WsPermit,
 }
 
-type Pending =
-    Pin<Box<dyn Future<Output = (Option<String>, Result<SendOutcome, StoreError>)> + Send>>;
+/// A send waiting for its commit: its client_id, the outcome, and how long it took.
+type Pending = Pin<
+    Box<dyn Future<Output = (Option<String>, Result<SendOutcome, StoreError>, Duration)> + Send>,
+>;
 
 /// Why the loop ended.
 enum End {
@@ -129,6 +131,7 @@ where
 
     let end = session(&mut sink, &mut stream, &conn, &mut sub).await;
     state.hub.unregister(&user.username, sub.id);
+    metrics::counter!(crate::metrics::CLOSED, "reason" => close_label(&end)).increment(1);
     match end {
         End::Close(code, reason) => {
             let frame = CloseFrame {
@@ -196,13 +199,14 @@ where
             }
         },
     };
-    let mut out = Outgoing::new(sink, start, state.config.write_timeout);
+    let mut out = Outgoing::new(sink, start, state.config.write_timeout, &state.metrics);
     let mut feed = if conn.after.is_some() {
         Feed::CatchingUp
     } else {
         Feed::Live
     };
     let mut ready_sent = false;
+    let mut lag = LagGauge::new(&state.metrics);
     // Presence changes missed while catching up, sent once the messages are (and `ready`).
     let mut held_presence: Vec<Outbound> = Vec::new();
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
@@ -246,6 +250,7 @@ where
                 // The hub queues no more messages for us: send what it did queue (all
                 // older than the first miss), then read the rest from the store.
                 tracing::debug!(cursor = out.cursor.0, "outbound queue full; catching up from the store");
+                lag.start();
                 out.arm();
                 while let Ok(o) = sub.rx.try_recv() {
                     if let Err(end) = out.feed_queued(o).await {
@@ -254,7 +259,11 @@ where
                 }
                 feed = Feed::CatchingUp;
             }
-            Some((client_id, outcome)) = pending.next() => {
+            Some((client_id, outcome, took)) = pending.next() => {
+                if let Ok(SendOutcome::Stored(_)) = &outcome {
+                    state.metrics.stored_ws.increment(1);
+                    state.metrics.ack_ws.record(took);
+                }
                 if let Some(frame) = outcome_frame(client_id, outcome)
                     && let Err(end) = out.send(frame).await
                 {
@@ -351,6 +360,9 @@ where
                     Ok((next, presence)) => {
                         feed = next;
                         held_presence = presence;
+                        if feed == Feed::Live {
+                            lag.end();
+                        }
                     }
                     Err(end) => return end,
                 }
@@ -425,6 +437,64 @@ where
     Ok((next, missed_presence))
 }
 
+/// Counts this connection in the lagging gauge while it catches up after falling behind
+/// (the replay at connect is not a lag), and out again however the session ends.
+struct LagGauge {
+    gauge: metrics::Gauge,
+    catch_ups: metrics::Counter,
+    lagging: bool,
+}
+
+impl LagGauge {
+    fn new(m: &crate::metrics::Metrics) -> Self {
+        LagGauge {
+            gauge: m.lagging.clone(),
+            catch_ups: m.catch_ups.clone(),
+            lagging: false,
+        }
+    }
+
+    fn start(&mut self) {
+        if !self.lagging {
+            self.lagging = true;
+            self.gauge.increment(1.0);
+            self.catch_ups.increment(1);
+        }
+    }
+
+    fn end(&mut self) {
+        if self.lagging {
+            self.lagging = false;
+            self.gauge.decrement(1.0);
+        }
+    }
+}
+
+impl Drop for LagGauge {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// Why a connection ended, as a metric label.
+fn close_label(end: &End) -> &'static str {
+    match end {
+        End::ClientClosed => "client_closed",
+        End::Error => "lost",
+        End::Close(code, reason) => match u16::from(*code) {
+            1001 if reason.starts_with("server shutting") => "shutdown",
+            1001 => "idle",
+            1002 => "protocol_error",
+            1007 => "invalid_utf8",
+            1008 if reason.starts_with("write timeout") => "write_timeout",
+            1008 => "token_revoked",
+            1009 => "too_big",
+            1011 => "server_error",
+            _ => "other",
+        },
+    }
+}
+
 /// Decodes and checks a text frame; on success it is queued for storage and the returned
 /// future resolves once it is committed. On failure, the error frame to send.
 async fn admit_frame(conn: &Connection, bytes: &[u8]) -> Result<Pending, WsMessage> {
@@ -433,12 +503,14 @@ async fn admit_frame(conn: &Connection, bytes: &[u8]) -> Result<Pending, WsMessa
         .map_err(|e| error_frame(e.error.code, &e.error.message, e.client_id))?;
     let client_id = message.client_id.as_ref().map(|c| c.to_string());
     if let Err(e) = state.admit(&conn.user, &message) {
+        crate::http::count_refusal(&e);
         return Err(server_error_frame(&e, client_id));
     }
+    let started = Instant::now();
     match state.store.send_pipelined(conn.user.clone(), message).await {
         Ok(rx) => Ok(Box::pin(async move {
             let outcome = rx.await.unwrap_or(Err(StoreError::Closed));
-            (client_id, outcome)
+            (client_id, outcome, started.elapsed())
         })),
         Err(e) => Err(server_error_frame(&ServerError::Store(e), client_id)),
     }
