@@ -175,6 +175,13 @@ async fn read_only_directory_is_refused() {
         return;
     };
     let server = stopped_database().await;
+    // A clean stop may or may not leave the WAL behind (whichever SQLite connection closes
+    // last removes it); with one there, the server would need no new file and would rightly
+    // serve. Fold it into the database so the server must create it.
+    let c = rusqlite::Connection::open(server.db_path()).unwrap();
+    c.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    drop(c);
+    assert!(!server.dir.path().join("natter.db-wal").exists());
     set_mode(server.dir.path(), 0o555);
     let refusal = expect_refusal(&wrapper, &server.db_path());
     set_mode(server.dir.path(), 0o755);
