@@ -45,6 +45,10 @@ async fn direct_message_reaches_only_its_two_parties() {
     // id order, so if carol's first chat message is the marker she got neither DM.
     wa.send_json(json!({"message": "psst ws", "receiver_username": "bob"}))
         .await;
+    // Its echo first, so it is stored before the REST one (a frame still in flight could
+    // otherwise be committed after it).
+    let echo = wa.next_message().await;
+    assert_eq!(echo.text, "psst ws");
     let (status, _) = server
         .post(&a, json!({"text": "psst rest", "receiver_username": "BOB"}))
         .await;
@@ -52,7 +56,9 @@ async fn direct_message_reaches_only_its_two_parties() {
     let (status, _) = server.post(&c, json!({"text": "marker"})).await;
     assert_eq!(status, 201);
 
-    for ws in [&mut wa, &mut wb1, &mut wb2] {
+    let rest_of_alice = [wa.next_message().await, wa.next_message().await].map(|m| m.text);
+    assert_eq!(rest_of_alice, ["psst rest", "marker"]);
+    for ws in [&mut wb1, &mut wb2] {
         let texts = [
             ws.next_message().await,
             ws.next_message().await,
