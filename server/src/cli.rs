@@ -40,7 +40,7 @@ pub enum Tool {
 pub fn parse<A: Parser>() -> Result<A, ExitCode> {
     A::try_parse().map_err(|e| {
         if e.use_stderr() {
-            eprintln!("natter-server: {}", usage_line(&e));
+            eprintln!("natter-server: {}", natter_shared::usage::usage_line(&e));
             ExitCode::from(EXIT_USAGE)
         } else {
             // Help and version: clap's, whole, with its colours at a terminal.
@@ -48,36 +48,6 @@ pub fn parse<A: Parser>() -> Result<A, ExitCode> {
             ExitCode::SUCCESS
         }
     })
-}
-
-/// Clap's error message in one line, without its `error: ` prefix, colours, usage block and
-/// "For more information" line. Its tips and possible values stay on that line (they say
-/// what to type instead: "a similar argument exists: '--bind'"), and it ends with where
-/// help is.
-pub fn usage_line(e: &clap::Error) -> String {
-    // StyledStr's Display is plain text: no colour codes, whatever the terminal.
-    let rendered = e.render().to_string();
-    let mut line = String::new();
-    for part in rendered.lines().map(str::trim) {
-        if part.is_empty() || part.starts_with("Usage:") || part.starts_with("For more information")
-        {
-            continue;
-        }
-        let part = part.strip_prefix("error: ").unwrap_or(part);
-        let part = part.strip_prefix("tip: ").unwrap_or(part);
-        // "the following required arguments were not provided:" is followed by the list;
-        // "[possible values: …]" belongs to what it follows.
-        if !line.is_empty() {
-            line.push_str(if line.ends_with(':') || part.starts_with('[') {
-                " "
-            } else {
-                "; "
-            });
-        }
-        line.push_str(part);
-    }
-    line.push_str(" (try --help)");
-    line
 }
 
 impl Tool {

@@ -8,11 +8,14 @@
 //! - [`model`]: the stored [`Message`], ids and timestamps.
 //! - [`validate`]: input rules and their limits, as constants.
 //! - [`error`]: [`ErrorCode`] (visible on the wire) and [`ValidationError`].
+//! - `usage` (feature `cli`): clap's usage errors in one line, for both binaries.
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod model;
 pub mod protocol;
+#[cfg(feature = "cli")]
+pub mod usage;
 pub mod validate;
 
 pub use error::{ErrorBody, ErrorCode, ValidationError};

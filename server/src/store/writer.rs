@@ -594,14 +594,7 @@ mod tests {
                  BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
             )
             .unwrap();
-        let mut batch = Vec::new();
-        let mut replies = Vec::new();
-        for text in ["before", "boom", "after"] {
-            let (write, rx) = send(&user, text);
-            batch.push(write);
-            replies.push(rx);
-        }
-        commit_batch(&mut w, &mut batch, &mut UserCache::new());
+        let replies = commit_messages(&mut w, &user, &["before", "boom", "after"]);
 
         for mut rx in replies {
             let answer = rx.try_recv().unwrap();
@@ -614,6 +607,23 @@ mod tests {
         assert_eq!(stored, 0);
         assert!(committed.lock().unwrap().is_empty());
         assert!(w.conn.is_autocommit());
+    }
+
+    /// Sends `texts` as `user` in one batch and commits it; the callers' reply channels.
+    fn commit_messages(
+        w: &mut Writer,
+        user: &User,
+        texts: &[&str],
+    ) -> Vec<oneshot::Receiver<Result<SendOutcome, StoreError>>> {
+        let mut batch = Vec::new();
+        let mut replies = Vec::new();
+        for text in texts {
+            let (write, rx) = send(user, text);
+            batch.push(write);
+            replies.push(rx);
+        }
+        commit_batch(w, &mut batch, &mut UserCache::new());
+        replies
     }
 
     /// A write that does not fit (SQLITE_FULL from the page limit) makes SQLite roll back
@@ -633,14 +643,7 @@ mod tests {
             .unwrap();
 
         let big = "x".repeat(200_000);
-        let mut batch = Vec::new();
-        let mut replies = Vec::new();
-        for text in ["small 1", big.as_str(), "small 2"] {
-            let (write, rx) = send(&user, text);
-            batch.push(write);
-            replies.push(rx);
-        }
-        commit_batch(&mut w, &mut batch, &mut UserCache::new());
+        let replies = commit_messages(&mut w, &user, &["small 1", big.as_str(), "small 2"]);
 
         for mut rx in replies {
             let answer = rx.try_recv().unwrap();

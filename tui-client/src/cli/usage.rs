@@ -19,38 +19,8 @@ pub(super) fn parse() -> Result<Cli, Failure> {
         if !e.use_stderr() {
             e.exit();
         }
-        Failure::new(EXIT_USAGE, one_line(&e))
+        Failure::new(EXIT_USAGE, natter_shared::usage::usage_line(&e))
     })
-}
-
-/// Clap's error message in one line, without its `error: ` prefix, colours, usage block and
-/// "For more information" line. Its tips and possible values stay on that line (they say
-/// what to type instead: "a similar argument exists: '--server'"), and it ends with where
-/// help is.
-fn one_line(e: &clap::Error) -> String {
-    // StyledStr's Display is plain text: no colour codes, whatever the terminal.
-    let rendered = e.render().to_string();
-    let mut line = String::new();
-    for part in rendered.lines().map(str::trim) {
-        if part.is_empty() || part.starts_with("Usage:") || part.starts_with("For more information")
-        {
-            continue;
-        }
-        let part = part.strip_prefix("error: ").unwrap_or(part);
-        let part = part.strip_prefix("tip: ").unwrap_or(part);
-        // "the following required arguments were not provided:" is followed by the list;
-        // "[possible values: …]" belongs to what it follows.
-        if !line.is_empty() {
-            line.push_str(if line.ends_with(':') || part.starts_with('[') {
-                " "
-            } else {
-                "; "
-            });
-        }
-        line.push_str(part);
-    }
-    line.push_str(" (try --help)");
-    line
 }
 
 /// `natter completions SHELL`: the completion script for `shell` on stdout.
