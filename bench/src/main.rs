@@ -155,6 +155,9 @@ const SUITE_DEADLINE: Duration = Duration::from_secs(1800);
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // reqwest, as the workspace builds it (the client's TLS features), needs a process-wide
+    // crypto provider even for plain http://; without one it panics building a client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // The hog needs no runtime: its runtime's worker threads would only sit idle beside it.
     if let Cmd::Hog { threads, seconds } = args.command {
         hog::spin(threads, seconds);

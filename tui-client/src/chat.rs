@@ -17,6 +17,7 @@ use natter_shared::Username;
 
 use crate::app::{App, AppConfig};
 use crate::msg::{Cmd, Msg, NetEvent};
+use crate::net::tls::Tls;
 use crate::net::{self, NetConfig, ServerUrl};
 use crate::outbox::Outbox;
 use crate::paths::Paths;
@@ -35,6 +36,10 @@ const NET_EVENTS: usize = 1024;
 pub struct ChatOptions {
     /// The server.
     pub server: ServerUrl,
+    /// What to trust over TLS.
+    pub tls: Tls,
+    /// Shown on the status line at start (plain http:// off this machine).
+    pub warning: Option<String>,
     /// `--name`.
     pub name: Option<String>,
     /// `--to`.
@@ -99,7 +104,11 @@ async fn event_loop(
     let size = term.size().context("reading the terminal size")?;
     let offset = *chrono::Local::now().offset();
     let mut app = App::new(AppConfig {
-        server: options.server.host().to_owned(),
+        // Said where it is always in sight: this link is not private.
+        server: match options.warning {
+            Some(_) => format!("{} (unencrypted)", options.server.host()),
+            None => options.server.host().to_owned(),
+        },
         name,
         to: options.to.clone(),
         color: color_allowed(),
@@ -114,6 +123,7 @@ async fn event_loop(
         NetConfig {
             server: options.server.clone(),
             paths: options.paths.clone(),
+            tls: options.tls.clone(),
         },
         cmd_rx,
         net_tx,
@@ -121,6 +131,9 @@ async fn event_loop(
     let runner = Runner::new(options.paths.outbox_dir(options.server.http_base()), cmd_tx);
     if let Some(cmd) = app.start() {
         runner.carry_out(&mut app, cmd).await;
+    }
+    if let Some(warning) = &options.warning {
+        app.error(warning.clone());
     }
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(TICK);

@@ -1,6 +1,7 @@
 //! [`ApiError`]: how a request to the server can fail, sorted the way callers must react:
-//! retry later (network), renew the token (unauthorized), slow down (rate limited), or give
-//! up on this request (any other refusal).
+//! retry later (network), renew the token (unauthorized), slow down (rate limited), fix
+//! the trust (untrusted certificate: nothing was sent), or give up on this request (any
+//! other refusal).
 
 use natter_shared::ErrorCode;
 
@@ -14,6 +15,14 @@ pub enum ApiError {
         server: String,
         /// What the transport said.
         detail: String,
+    },
+    /// A TLS connection was made, but the server's certificate was refused.
+    #[error("cannot connect securely to {server}: {why}")]
+    Untrusted {
+        /// The server URL.
+        server: String,
+        /// What is wrong with the certificate, and what to do (from `net::tls::refusal`).
+        why: String,
     },
     /// The server answered with an error status.
     #[error("{message}")]
@@ -36,8 +45,14 @@ impl ApiError {
         match self {
             ApiError::Network { .. } => true,
             ApiError::Server { status, .. } => *status >= 500 || *status == 408,
-            ApiError::Decode(_) => false,
+            ApiError::Decode(_) | ApiError::Untrusted { .. } => false,
         }
+    }
+
+    /// Whether the server's certificate was refused: nothing reached it, and trying again
+    /// will not help until `--ca-file` (or the server's certificate) changes.
+    pub fn is_untrusted(&self) -> bool {
+        matches!(self, ApiError::Untrusted { .. })
     }
 
     /// Whether the token (or password) was not accepted.

@@ -103,7 +103,8 @@ async fn stored_counts(server: &str, bob_home: &Path, texts: &[String]) -> Vec<u
     .unwrap()
     .unwrap()
     .token;
-    let history = Http::new(url)
+    let tls = natter::net::tls::Tls::new(&url, None).unwrap();
+    let history = Http::new(url, &tls)
         .messages(
             &token,
             Query {

@@ -12,7 +12,7 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// No credentials, wrong password, name taken, token refused.
 pub const EXIT_AUTH: u8 = 3;
-/// The server cannot be reached.
+/// The server cannot be reached (or its TLS certificate is not trusted).
 pub const EXIT_NETWORK: u8 = 4;
 /// The server refused the request (invalid text, unknown receiver, …).
 pub const EXIT_REFUSED: u8 = 5;
@@ -24,11 +24,13 @@ Exit codes:
   1  other failure
   2  usage error (bad flags or arguments)
   3  authentication (no stored credentials, wrong password, name taken, token refused)
-  4  network (cannot reach the server; tail waits for it instead)
+  4  network (cannot reach the server, or its certificate is not trusted; tail waits
+     for a server it cannot reach instead)
   5  refused by the server (invalid message, unknown receiver, ...)
 
 Environment:
   NATTER_SERVER  server URL (like --server)
+  NATTER_CA_FILE  PEM certificates to trust for https:// (like --ca-file)
   NATTER_TOKEN   bearer token; overrides stored credentials
   NO_COLOR       no colours on the chat screen
   XDG_CONFIG_HOME, XDG_STATE_HOME  where credentials.toml and the outbox live";
@@ -53,7 +55,7 @@ impl Failure {
 
 impl From<ApiError> for Failure {
     fn from(e: ApiError) -> Self {
-        let code = if e.is_network() {
+        let code = if e.is_network() || e.is_untrusted() {
             EXIT_NETWORK
         } else if e.is_unauthorized() {
             EXIT_AUTH

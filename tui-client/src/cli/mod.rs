@@ -28,6 +28,7 @@ use natter_shared::{Message, MessageId, Username, validate};
 use crate::chat::{self, ChatOptions};
 use crate::net::ServerUrl;
 use crate::net::http::{Http, Query};
+use crate::net::tls::{self, Tls};
 use crate::paths::Paths;
 
 pub use exit::{
@@ -50,6 +51,10 @@ pub struct Cli {
         default_value = "http://127.0.0.1:8000"
     )]
     pub server: String,
+    /// PEM file of certificates to trust for an https:// server, besides the system's: the
+    /// server's own if it is self-signed, or the CA that signed it.
+    #[arg(long, global = true, env = "NATTER_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Your name: picks the stored credentials (the chat screen logs in or registers it).
     #[arg(long, global = true)]
     pub name: Option<String>,
@@ -191,16 +196,26 @@ pub async fn run(cli: Cli) -> Outcome {
     if let (None, Some(to)) = (&cli.command, &cli.to) {
         check_name("--to", to)?;
     }
+    let tls = Tls::new(&server, cli.ca_file.as_deref())
+        .map_err(|e| Failure::new(EXIT_USAGE, e.to_string()))?;
+    let cleartext = tls::cleartext_warning(&server);
+    if let (Some(warning), Some(_)) = (&cleartext, &cli.command) {
+        // The chat screen shows it on its status line instead, where it stays readable.
+        eprintln!("natter: {warning}");
+    }
     let paths = Paths::from_env();
     let ctx = Ctx {
-        http: Http::new(server.clone()),
+        http: Http::new(server.clone(), &tls),
         server,
+        tls,
         paths,
         name: cli.name.clone(),
     };
     match cli.command {
         None => chat::run(ChatOptions {
             server: ctx.server.clone(),
+            tls: ctx.tls.clone(),
+            warning: cleartext,
             name: cli.name,
             to: cli.to,
             paths: ctx.paths.clone(),
@@ -241,6 +256,7 @@ pub async fn run(cli: Cli) -> Outcome {
 
 struct Ctx {
     server: ServerUrl,
+    tls: Tls,
     http: Http,
     paths: Paths,
     name: Option<String>,

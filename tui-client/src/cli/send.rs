@@ -307,7 +307,9 @@ impl Run<'_> {
                     tokio::time::sleep(pause).await;
                     attempt += 1;
                 }
-                Err(e) if e.is_unauthorized() => return Answer::NotYet(e),
+                // Nothing reached the server; waiting will not help, but the message stays
+                // for the next send with --ca-file.
+                Err(e) if e.is_unauthorized() || e.is_untrusted() => return Answer::NotYet(e),
                 // A success status with a body that does not decode was stored all the same.
                 Err(e) => return Answer::Refused(e),
             }

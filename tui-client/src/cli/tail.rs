@@ -8,7 +8,7 @@ use natter_shared::{MessageId, ServerFrame, Timestamp, validate};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::Ctx;
-use super::exit::{EXIT_AUTH, EXIT_FAILURE, Failure, Outcome};
+use super::exit::{EXIT_AUTH, EXIT_FAILURE, EXIT_NETWORK, Failure, Outcome};
 use super::output::{json_line, out, plain_line, stdout_closed};
 use crate::error::ApiError;
 use crate::net::http::Query;
@@ -78,7 +78,7 @@ impl Ctx {
         };
         let mut attempt: u32 = 0;
         loop {
-            let connecting = ws::connect(&self.server, &token, Some(after));
+            let connecting = ws::connect(&self.server, &self.tls, &token, Some(after));
             let socket = tokio::select! {
                 s = connecting => s,
                 () = stop.stopped() => return Ok(()),
@@ -113,6 +113,13 @@ impl Ctx {
                     }
                 }
                 Err(ConnectError::Unauthorized) => return Err(token_refused()),
+                // Reconnecting cannot fix it: say what to do, once, and stop.
+                Err(ConnectError::Untrusted(why)) => {
+                    return Err(Failure::new(
+                        EXIT_NETWORK,
+                        format!("cannot connect securely to {}: {why}", self.server),
+                    ));
+                }
                 Err(_) => attempt += 1,
             }
             if stop

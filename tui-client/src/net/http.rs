@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::net::ServerUrl;
+use crate::net::tls::{self, Tls};
 use crate::outbox::Outgoing;
+use rustls::ClientConfig;
 
 /// How long one request may take before it counts as a network failure.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,12 +39,16 @@ pub struct Http {
 }
 
 impl Http {
-    /// A client for `server`.
-    pub fn new(server: ServerUrl) -> Self {
+    /// A client for `server`, trusting what `tls` trusts.
+    pub fn new(server: ServerUrl, tls: &Tls) -> Self {
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
+            // Our own rustls settings, the socket's too: the same roots and --ca-file.
+            .tls_backend_preconfigured(ClientConfig::clone(&tls.client_config()))
             .build()
+            // Building fails only on a TLS backend it cannot use, which ours is not; the
+            // default client (on the provider `Tls::new` installed) lacks only the timeouts.
             .unwrap_or_default();
         Http { client, server }
     }
@@ -53,9 +59,15 @@ impl Http {
     }
 
     async fn call<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ApiError> {
-        let network = |e: reqwest::Error| ApiError::Network {
-            server: self.server.to_string(),
-            detail: short_error(&e),
+        let network = |e: reqwest::Error| match tls::refusal(&e) {
+            Some(why) => ApiError::Untrusted {
+                server: self.server.to_string(),
+                why,
+            },
+            None => ApiError::Network {
+                server: self.server.to_string(),
+                detail: short_error(&e),
+            },
         };
         let resp = req.send().await.map_err(network)?;
         let status = resp.status();

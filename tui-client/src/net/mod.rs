@@ -7,10 +7,12 @@
 //! While the socket is down, HTTP is probed every [`POLL_INTERVAL`]: if it answers, the
 //! badge says FALLBACK, new messages arrive by polling and the outbox is flushed by POST.
 //!
-//! - [`ws`]: one WebSocket connection; [`http`]: REST calls (shared with the subcommands).
+//! - [`ws`]: one WebSocket connection; [`http`]: REST calls (shared with the subcommands);
+//!   [`tls`]: what both trust for `https://` and `wss://`.
 
 pub mod http;
 mod session;
+pub mod tls;
 pub mod ws;
 
 use std::time::Duration;
@@ -19,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::msg::{Cmd, NetEvent};
 use crate::paths::Paths;
+use tls::Tls;
 
 /// How often HTTP is polled while the socket is down: under the 2 s in which the badge
 /// must follow a change.
@@ -76,6 +79,19 @@ impl ServerUrl {
         }
     }
 
+    /// Whether this server is reached over TLS (`https://`, `wss://`).
+    pub fn is_tls(&self) -> bool {
+        self.0.starts_with("https://")
+    }
+
+    /// The host alone, without the port (an IPv6 address keeps its brackets).
+    pub fn hostname(&self) -> String {
+        reqwest::Url::parse(&self.0)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     /// `host:port`, for display.
     pub fn host(&self) -> &str {
         self.0.split_once("://").map_or(&self.0, |(_, h)| h)
@@ -95,6 +111,8 @@ pub struct NetConfig {
     pub server: ServerUrl,
     /// Where credentials and outboxes live.
     pub paths: Paths,
+    /// What to trust over TLS.
+    pub tls: Tls,
 }
 
 /// The delay before reconnect attempt `attempt` (0-based): a ceiling doubling from twice

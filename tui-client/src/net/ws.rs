@@ -11,9 +11,10 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::net::ServerUrl;
+use crate::net::tls::{self, Tls};
 use crate::outbox::Outgoing;
 
 /// How long the opening handshake may take.
@@ -34,6 +35,9 @@ pub enum ConnectError {
     /// No connection, or the handshake failed.
     #[error("{0}")]
     Network(String),
+    /// The server's TLS certificate was refused (what is wrong, and what to do).
+    #[error("{0}")]
+    Untrusted(String),
 }
 
 /// What reading the socket produced.
@@ -47,9 +51,11 @@ pub enum Incoming {
     Closed(String),
 }
 
-/// Opens the chat socket, replaying messages after `after` when given.
+/// Opens the chat socket, replaying messages after `after` when given; `wss://` trusts
+/// what `tls` trusts.
 pub async fn connect(
     server: &ServerUrl,
+    tls: &Tls,
     token: &str,
     after: Option<MessageId>,
 ) -> Result<Socket, ConnectError> {
@@ -63,7 +69,12 @@ pub async fn connect(
     let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| ConnectError::Unauthorized)?;
     request.headers_mut().insert("authorization", bearer);
-    let connecting = tokio_tungstenite::connect_async(request);
+    let connector = server
+        .is_tls()
+        .then(|| Connector::Rustls(tls.client_config()));
+    // Nagle off, as `connect_async` does: frames are small and each one matters.
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Err(_) => Err(ConnectError::Network("connection timed out".into())),
         Ok(Ok((socket, _))) => Ok(socket),
@@ -73,7 +84,10 @@ pub async fn connect(
         Ok(Err(tungstenite::Error::Http(resp))) => {
             Err(ConnectError::Refused(resp.status().as_u16()))
         }
-        Ok(Err(e)) => Err(ConnectError::Network(e.to_string())),
+        Ok(Err(e)) => Err(match tls::refusal(&e) {
+            Some(why) => ConnectError::Untrusted(why),
+            None => ConnectError::Network(e.to_string()),
+        }),
     }
 }
 

@@ -9,6 +9,7 @@ use chrono::FixedOffset;
 use natter::app::{App, AppConfig};
 use natter::chat::Runner;
 use natter::msg::{Link, Msg, NetEvent};
+use natter::net::tls::Tls;
 use natter::net::{self, NetConfig, ServerUrl};
 use natter::paths::Paths;
 use tokio::sync::mpsc;
@@ -29,6 +30,16 @@ pub struct Client {
 impl Client {
     /// Starts a client for `name` against `server`, keeping its files under `home`.
     pub async fn start(server: &str, home: &Path, name: &str) -> Client {
+        Client::start_with_ca(server, home, name, None).await
+    }
+
+    /// [`Client::start`], also trusting the certificates in `ca_file` (`--ca-file`).
+    pub async fn start_with_ca(
+        server: &str,
+        home: &Path,
+        name: &str,
+        ca_file: Option<&Path>,
+    ) -> Client {
         let paths = Paths::under(home);
         let server = ServerUrl::parse(server).unwrap();
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
@@ -37,6 +48,7 @@ impl Client {
             NetConfig {
                 server: server.clone(),
                 paths: paths.clone(),
+                tls: Tls::new(&server, ca_file).unwrap(),
             },
             cmd_rx,
             ev_tx,

@@ -7,6 +7,7 @@
 //! another binary and skip the build.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)] // test helpers: a panic is the failure report
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -48,6 +49,10 @@ pub struct Server {
     pub addr: String,
     /// The database file.
     pub db: PathBuf,
+    /// The flags beyond address and database, for a restart.
+    args: Vec<OsString>,
+    /// Whether it serves TLS.
+    tls: bool,
 }
 
 impl Server {
@@ -58,17 +63,41 @@ impl Server {
 
     /// Starts a server bound to `bind` (retrying for a few seconds if the port is busy).
     pub fn start_on(db: &Path, bind: &str) -> Server {
+        Server::launch(db, bind, Vec::new(), false)
+    }
+
+    /// Starts a server on a free port that serves TLS with `cert` and `key` (PEM files).
+    pub fn start_tls(db: &Path, cert: &Path, key: &Path) -> Server {
+        let args = vec![
+            "--tls-cert".into(),
+            cert.into(),
+            "--tls-key".into(),
+            key.into(),
+        ];
+        Server::launch(db, "127.0.0.1:0", args, true)
+    }
+
+    /// Starts a server on a free port with more flags.
+    pub fn start_with(db: &Path, args: &[&str]) -> Server {
+        let args = args.iter().map(OsString::from).collect();
+        Server::launch(db, "127.0.0.1:0", args, false)
+    }
+
+    fn launch(db: &Path, bind: &str, args: Vec<OsString>, tls: bool) -> Server {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let mut child = Command::new(server_binary())
+            let mut command = Command::new(server_binary());
+            command
                 .args(["--bind", bind, "--rate-limit", "0", "--db"])
                 .arg(db)
+                .args(&args)
                 .env_remove("NATTER_BIND")
                 .env_remove("NATTER_DB")
+                .env_remove("NATTER_TLS_CERT")
+                .env_remove("NATTER_TLS_KEY")
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting natter-server");
+                .stderr(Stdio::null());
+            let mut child = command.spawn().expect("starting natter-server");
             let mut stdout = BufReader::new(child.stdout.take().unwrap());
             let mut line = String::new();
             stdout.read_line(&mut line).unwrap();
@@ -79,6 +108,8 @@ impl Server {
                     _stdout: stdout,
                     addr,
                     db: db.to_owned(),
+                    args,
+                    tls,
                 };
             }
             let _ = child.kill();
@@ -91,9 +122,10 @@ impl Server {
         }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` when it serves TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// SIGKILL, and wait for the process to be gone.
@@ -125,7 +157,12 @@ impl Server {
     /// Kills it and starts a new one on the same address and database.
     pub fn restart(&mut self) {
         self.kill();
-        *self = Server::start_on(&self.db.clone(), &self.addr.clone());
+        *self = Server::launch(
+            &self.db.clone(),
+            &self.addr.clone(),
+            self.args.clone(),
+            self.tls,
+        );
     }
 }
 

@@ -165,7 +165,9 @@ impl Actor {
                         registered: false,
                     };
                 }
-                Err(e) if e.is_network() => return Auth::Network(e.to_string()),
+                Err(e) if e.is_network() || e.is_untrusted() => {
+                    return Auth::Network(e.to_string());
+                }
                 Err(e) if e.is_unauthorized() => {} // maybe the server's database is new: try to register
                 Err(e) => return Auth::Failed(e.to_string()),
             }
@@ -177,7 +179,9 @@ impl Actor {
                 token: resp.token,
                 registered: true,
             },
-            Err(e) if e.is_network() => Auth::Network(e.to_string()),
+            // An untrusted certificate is waited out like a server that is down (the
+            // status line says what to do): it may be fixed on the server meanwhile.
+            Err(e) if e.is_network() || e.is_untrusted() => Auth::Network(e.to_string()),
             Err(e)
                 if e.code() == Some(ErrorCode::UsernameTaken)
                     || matches!(e, ApiError::Server { status: 409, .. }) =>

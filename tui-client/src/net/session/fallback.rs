@@ -121,7 +121,8 @@ impl Actor {
                     s.confirm(&o.client_id);
                     self.emit(NetEvent::Message(m)).await;
                 }
-                Err(e) if e.is_network() => {
+                // Untrusted: nothing reached the server, so the message stays queued.
+                Err(e) if e.is_network() || e.is_untrusted() => {
                     s.http_ok = false;
                     return;
                 }

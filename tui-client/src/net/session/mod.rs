@@ -68,7 +68,7 @@ impl Actor {
         cmds: mpsc::Receiver<Cmd>,
         events: mpsc::Sender<NetEvent>,
     ) -> Self {
-        let http = Http::new(config.server.clone());
+        let http = Http::new(config.server.clone(), &config.tls);
         Actor {
             config,
             http,
@@ -180,7 +180,7 @@ impl Actor {
             }
         }
         if s.history_loaded {
-            match ws::connect(&self.config.server, &s.token, s.last_id).await {
+            match ws::connect(&self.config.server, &self.config.tls, &s.token, s.last_id).await {
                 Ok(socket) => {
                     s.failures = 0;
                     self.link(Link::Live, None).await;
@@ -204,6 +204,10 @@ impl Actor {
                         return Some(next);
                     }
                     return None;
+                }
+                Err(ConnectError::Untrusted(why)) => {
+                    self.emit(NetEvent::Error(why)).await;
+                    s.failures += 1;
                 }
                 Err(_) => s.failures += 1,
             }
