@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use natter_shared::{Message, ServerFrame};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -228,12 +229,13 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(WAIT).build().unwrap()
 }
 
-/// A test WebSocket client.
-pub struct Ws {
-    pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+/// A test WebSocket client, over TCP unless `S` says otherwise (`tls.rs` uses a rustls
+/// stream).
+pub struct Ws<S = MaybeTlsStream<TcpStream>> {
+    pub inner: WebSocketStream<S>,
 }
 
-impl Ws {
+impl<S: AsyncRead + AsyncWrite + Unpin> Ws<S> {
     /// Sends a JSON text frame.
     pub async fn send_json(&mut self, v: Value) {
         self.inner
