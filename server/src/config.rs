@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use natter_shared::validate::MAX_TEXT_CHARS;
 
+use crate::tls::TlsFiles;
+
 /// Everything [`crate::Server::open`] needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -51,6 +53,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// A WebSocket that accepts no data for this long is closed (1008) and its slot freed.
     pub write_timeout: Duration,
+    /// Serve TLS with this certificate and key on the listening port (the whole port);
+    /// `None` (the default) serves plain HTTP, as behind a reverse proxy that terminates TLS.
+    pub tls: Option<TlsFiles>,
     /// Test hook: while this says `true`, connection tasks stall before writing queued
     /// frames, as a scheduling hiccup or a slow machine would stall them.
     #[doc(hidden)]
@@ -84,6 +89,7 @@ impl Config {
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(4),
             write_timeout: Duration::from_secs(30),
+            tls: None,
             pause_writes: None,
             max_page_count: None,
         }

@@ -1,10 +1,24 @@
 //! `ServerError`: every way a request or frame can fail, and how each maps to an HTTP status
 //! and a wire [`ErrorCode`]. Handlers return it; `http/mod.rs` turns it into a response.
+//! [`OpenError`]: why `Server::open` cannot start a server.
 
 use hyper::StatusCode;
 use natter_shared::{ErrorBody, ErrorCode, ValidationError};
 
 use crate::store::StoreError;
+use crate::tls::TlsError;
+
+/// Why the server cannot start: its database or its TLS files. Either is reported before
+/// anything listens.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The database cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
 
 /// A failed request. Client mistakes carry their message; server faults are logged, never
 /// shown in detail.

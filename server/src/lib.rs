@@ -8,6 +8,7 @@
 //!   accept loop and shutdown.
 //! - [`cli`]: the command line's conventions: one-line usage errors, `completions`, `man`.
 //! - [`config`]: settings and defaults.
+//! - [`tls`]: the certificate and key from PEM files, the rustls configuration, reloading.
 //! - [`state`]: `AppState`, shared by every request and connection; the send admission check.
 //! - [`http`]: routing, the REST handlers (`auth`, `messages`, `users`), the probes (`health`),
 //!   and `canned` (the JSON body for the 400 and 431 hyper sends by itself).
@@ -19,7 +20,8 @@
 //! - [`limits`]: caps on open connections (WebSockets in all and per user, plain HTTP).
 //! - [`peer`]: the client's address, through trusted proxies.
 //! - [`metrics`]: Prometheus metrics and their `/metrics` listener.
-//! - [`error`]: `ServerError` and its HTTP status / wire code.
+//! - [`error`]: `ServerError` and its HTTP status / wire code; `OpenError`, why the server
+//!   cannot start.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -35,6 +37,7 @@ pub mod rate;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod ws;
 
 pub use config::Config;

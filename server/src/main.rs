@@ -1,4 +1,5 @@
-//! `natter-server`: flags, logging, the database, bind, and `Server::serve` until SIGINT/SIGTERM.
+//! `natter-server`: flags, logging, the database, bind, and `Server::serve` until SIGINT/SIGTERM;
+//! with TLS, SIGHUP rereads the certificate and key.
 //! `natter-server completions SHELL` and `natter-server man` print instead of serving, and
 //! usage errors are one line (`natter_server::cli`).
 //!
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use natter_server::cli::Tool;
+use natter_server::tls::{CertReloader, TlsFiles};
 use natter_server::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
@@ -65,6 +67,24 @@ struct Args {
     /// address is printed). Off unless given, so metrics are never public by accident.
     #[arg(long, env = "NATTER_METRICS_BIND")]
     metrics_bind: Option<SocketAddr>,
+    /// Serve TLS (https, wss) on the --bind port with this PEM certificate chain, server
+    /// certificate first; needs --tls-key. Without both, the port is plain HTTP, as behind a
+    /// reverse proxy that terminates TLS. SIGHUP rereads both files.
+    #[arg(
+        long,
+        env = "NATTER_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert's certificate; needs --tls-cert.
+    #[arg(
+        long,
+        env = "NATTER_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
     /// Longest message, in characters.
     #[arg(long, env = "NATTER_MAX_MESSAGE_CHARS", default_value_t = natter_shared::validate::MAX_TEXT_CHARS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_message_chars: usize,
@@ -154,6 +174,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.ping_interval = config.idle_timeout / 3;
     config.write_timeout = std::time::Duration::from_secs(args.write_timeout);
     config.max_page_count = args.test_max_page_count;
+    // clap's `requires` makes these both or neither.
+    config.tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    let is_tls = config.tls.is_some();
     // The recorder before the server, whose metric handles would otherwise be no-ops.
     let metrics = match args.metrics_bind {
         None => None,
@@ -165,9 +191,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             Some((listener, handle))
         }
     };
-    // The database first: a file that cannot be used is an error before anything listens,
-    // so "listening on" below always means ready.
+    // The TLS files and the database first: a file that cannot be used is an error before
+    // anything listens, so "listening on" below always means ready.
     let server = Server::open(config)?;
+    // Before "listening on" too: until a handler is installed, SIGHUP ends the process.
+    if let Some(reloader) = server.tls_reloader() {
+        reload_on_hangup(reloader)?;
+    }
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| {
@@ -178,11 +208,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         })?;
     let addr = listener.local_addr().context("reading the bound address")?;
     // One plain line on stdout, for people and for scripts that need the port.
+    // Scripts read the address up to the first comma; anything new goes at the end.
     println!(
-        "natter-server listening on {addr}, database {}",
-        args.db.display()
+        "natter-server listening on {addr}, database {}{}",
+        args.db.display(),
+        if is_tls { ", TLS" } else { "" }
     );
-    tracing::info!(%addr, db = %args.db.display(), "listening");
+    tracing::info!(%addr, db = %args.db.display(), tls = is_tls, "listening");
     if let Some((listener, handle)) = metrics {
         let metrics_addr = listener
             .local_addr()
@@ -216,6 +248,27 @@ fn raise_open_files_limit(wanted: usize) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-files limit"),
     }
+}
+
+/// Rereads the TLS certificate and key on every SIGHUP, for as long as the process runs
+/// (`CertReloader::reload` logs how each went). Without TLS nothing listens for SIGHUP, so
+/// it keeps its default meaning.
+fn reload_on_hangup(reloader: CertReloader) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                let reloader = reloader.clone();
+                // File reads: off the threads that run connections. The outcome is logged.
+                let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,31 +1,38 @@
 //! The accept loop and the server's life: start, serve, shut down.
 //!
-//! [`Server::open`] opens the database (so a bad file is an error before anything listens);
-//! [`Server::serve`] owns the listener. Each TCP connection gets a hyper HTTP/1 task (with upgrades);
+//! [`Server::open`] reads the TLS files and opens the database (so a bad file is an error
+//! before anything listens); [`Server::serve`] owns the listener. Each TCP connection gets a
+//! task: the TLS handshake when serving TLS, then hyper HTTP/1 (with upgrades);
 //! WebSocket tasks are spawned by the upgrade handler onto the same `TaskTracker`. On
 //! shutdown: stop accepting, cancel the token (WebSocket tasks send close 1001), let hyper
 //! finish in-flight requests, wait for all tasks up to the grace period, then let the store
 //! writer drain its queue and stop.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::error::OpenError;
 use crate::http::canned::CannedErrors;
 use crate::hub::Hub;
 use crate::limits::{ConnectionLimits, HttpSlot};
 use crate::rate::RateLimiter;
 use crate::state::AppState;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+use crate::tls::{CertReloader, Tls};
 
 /// How long a connection past the HTTP cap may take to send its one request's head.
 const OVER_CAP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -34,11 +41,17 @@ const OVER_CAP_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Server {
     state: Arc<AppState>,
     writer: std::thread::JoinHandle<()>,
+    /// The TLS acceptor and certificate, when serving TLS.
+    tls: Option<Tls>,
 }
 
 impl Server {
-    /// Opens (creating and migrating if needed) the database and builds the shared state.
-    pub fn open(config: Config) -> Result<Server, StoreError> {
+    /// Reads the TLS files if any, opens (creating and migrating if needed) the database and
+    /// builds the shared state.
+    pub fn open(config: Config) -> Result<Server, OpenError> {
+        // TLS first: reading two files changes nothing, while opening the database may
+        // create it, which a typo in a certificate path should not.
+        let tls = config.tls.clone().map(Tls::load).transpose()?;
         let hub = Arc::new(Hub::new(config.queue_capacity, config.recent_bytes));
         let publisher = Arc::clone(&hub);
         let (store, writer) = Store::open(
@@ -77,12 +90,18 @@ impl Server {
             hub,
             config,
         });
-        Ok(Server { state, writer })
+        Ok(Server { state, writer, tls })
+    }
+
+    /// The handle that reloads the TLS certificate and key from their files (`main` calls it
+    /// on SIGHUP); `None` when serving plain HTTP.
+    pub fn tls_reloader(&self) -> Option<CertReloader> {
+        self.tls.as_ref().map(Tls::reloader)
     }
 
     /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let Server { state, writer } = self;
+        let Server { state, writer, tls } = self;
         tokio::pin!(shutdown);
 
         loop {
@@ -99,10 +118,13 @@ impl Server {
                         }
                     };
                     let _ = tcp.set_nodelay(true);
+                    // An HTTP slot from here until the connection closes or upgrades (the
+                    // upgraded socket then holds a WebSocket slot instead); through the TLS
+                    // handshake too.
                     let slot = match state.limits.http_slot() {
                         HttpSlot::Normal(slot) => slot,
                         HttpSlot::OverCap(slot) => {
-                            serve_over_cap(&state, tcp, slot);
+                            serve_over_cap(&state, tls.as_ref(), tcp, peer, slot);
                             continue;
                         }
                         HttpSlot::Refused => {
@@ -111,34 +133,15 @@ impl Server {
                         }
                     };
                     let conn_state = Arc::clone(&state);
-                    let service = service_fn(move |req| crate::http::handle(req, Arc::clone(&conn_state), peer));
-                    let conn = http1::Builder::new()
-                        // A client that never finishes its headers (or idles between
-                        // requests) must not hold a connection forever; the body has its own
-                        // deadline in `read_body`.
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(state.config.request_timeout)
-                        .serve_connection(TokioIo::new(CannedErrors::new(tcp)), service)
-                        .with_upgrades();
-                    let stop = state.shutdown.clone();
-                    state.tasks.spawn(async move {
-                        // An HTTP slot until the connection closes or upgrades (the upgraded
-                        // socket then holds a WebSocket slot).
-                        let _slot = slot;
-                        tokio::pin!(conn);
-                        let result = tokio::select! {
-                            r = conn.as_mut() => r,
-                            () = stop.cancelled() => {
-                                // Finish the request in flight, then close; idle keep-alive
-                                // connections close at once.
-                                conn.as_mut().graceful_shutdown();
-                                conn.await
-                            }
-                        };
-                        if let Err(e) = result {
-                            tracing::debug!(%peer, error = %e, "http connection ended with an error");
+                    // Two kinds of task rather than one with a branch inside, so a plain
+                    // connection's task holds no room for TLS state.
+                    match &tls {
+                        None => state.tasks.spawn(serve_http(conn_state, tcp, peer, slot)),
+                        Some(tls) => {
+                            let acceptor = tls.acceptor().clone();
+                            state.tasks.spawn(serve_tls(conn_state, acceptor, tcp, peer, slot))
                         }
-                    });
+                    };
                 }
             }
         }
@@ -170,13 +173,116 @@ fn per_interval(burst: u32, interval: Duration) -> f64 {
     }
 }
 
-/// Answers one request on a connection past the HTTP cap (see `http::over_cap`), quickly,
-/// then closes it.
-fn serve_over_cap(
-    state: &Arc<AppState>,
-    tcp: tokio::net::TcpStream,
+/// Serves HTTP/1 (with upgrades) on an accepted connection, plain or TLS, until it closes,
+/// upgrades, or shutdown asks it to finish; `slot` is held until then.
+async fn serve_http<IO>(
+    state: Arc<AppState>,
+    io: IO,
+    peer: SocketAddr,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let _slot = slot;
+    let service_state = Arc::clone(&state);
+    let service = service_fn(move |req| crate::http::handle(req, Arc::clone(&service_state), peer));
+    let conn = http1::Builder::new()
+        // A client that never finishes its headers (or idles between requests) must not
+        // hold a connection forever; the body has its own deadline in `read_body`.
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.request_timeout)
+        // Below hyper, so it sees (and rewrites) plaintext, whatever the transport.
+        .serve_connection(TokioIo::new(CannedErrors::new(io)), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = state.shutdown.cancelled() => {
+            // Finish the request in flight, then close; idle keep-alive connections close
+            // at once.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "http connection ended with an error");
+    }
+}
+
+/// The TLS handshake, then [`serve_http`] over the session; `slot` is held throughout. This
+/// runs in the connection's own task, bounded by the request timeout: in the accept loop,
+/// one client that never finishes its handshake would stop everyone else being accepted.
+async fn serve_tls(
+    state: Arc<AppState>,
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
+    let timeout = state.config.request_timeout;
+    if let Some(io) = handshake(&acceptor, tcp, peer, timeout, &state.shutdown).await {
+        serve_http(state, io, peer, slot).await;
+    }
+}
+
+/// The TLS session on `tcp`, or `None` when the client does not complete a handshake
+/// within `timeout` (or shutdown starts first). Failures are the client's (a plain-HTTP
+/// request, a scanner, a CA it does not trust), so they are logged at debug only.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+    stop: &CancellationToken,
+) -> Option<TlsStream<TcpStream>> {
+    tokio::select! {
+        done = tokio::time::timeout(timeout, acceptor.accept(tcp)) => match done {
+            Ok(Ok(io)) => Some(io),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake not finished in time; closed");
+                None
+            }
+        },
+        () = stop.cancelled() => None,
+    }
+}
+
+/// Answers one request on a connection past the HTTP cap (see `http::over_cap`), quickly,
+/// then closes it; over TLS after a handshake with the same short deadline.
+fn serve_over_cap(
+    state: &Arc<AppState>,
+    tls: Option<&Tls>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    match tls {
+        None => state.tasks.spawn(async move {
+            answer_over_cap(tcp).await;
+            drop(slot);
+        }),
+        Some(tls) => {
+            let acceptor = tls.acceptor().clone();
+            let stop = state.shutdown.clone();
+            state.tasks.spawn(async move {
+                if let Some(io) = handshake(&acceptor, tcp, peer, OVER_CAP_TIMEOUT, &stop).await {
+                    answer_over_cap(io).await;
+                }
+                drop(slot);
+            })
+        }
+    };
+}
+
+/// The one over-cap request and its answer, bounded in time.
+async fn answer_over_cap<IO>(io: IO)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service =
         service_fn(
             |req| async move { Ok::<_, std::convert::Infallible>(crate::http::over_cap(&req)) },
@@ -185,9 +291,6 @@ fn serve_over_cap(
         .timer(TokioTimer::new())
         .header_read_timeout(OVER_CAP_TIMEOUT)
         .keep_alive(false)
-        .serve_connection(TokioIo::new(CannedErrors::new(tcp)), service);
-    state.tasks.spawn(async move {
-        let _ = tokio::time::timeout(2 * OVER_CAP_TIMEOUT, conn).await;
-        drop(slot);
-    });
+        .serve_connection(TokioIo::new(CannedErrors::new(io)), service);
+    let _ = tokio::time::timeout(2 * OVER_CAP_TIMEOUT, conn).await;
 }

@@ -237,7 +237,7 @@ async fn trickled_bodies_under_a_descriptor_limit() {
     let health_url = format!("http://{addr}/healthz");
     let mut healthy = false;
     for _ in 0..20 {
-        let probe = reqwest::Client::builder()
+        let probe = common::http_builder()
             .timeout(Duration::from_secs(1))
             .build()
             .unwrap();

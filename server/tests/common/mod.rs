@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use natter_shared::{Message, ServerFrame};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -225,15 +226,24 @@ pub fn spawn_listening(mut cmd: Command) -> (Child, String) {
 pub const PASSWORD: &str = "password1";
 
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(WAIT).build().unwrap()
+    http_builder().timeout(WAIT).build().unwrap()
 }
 
-/// A test WebSocket client.
-pub struct Ws {
-    pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+/// reqwest's builder, usable for plain http://: a workspace build gives reqwest the
+/// client's `rustls-no-provider` feature, and then building any client panics unless a
+/// process-wide crypto provider is installed.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }
 
-impl Ws {
+/// A test WebSocket client, over TCP unless `S` says otherwise (`tls.rs` uses a rustls
+/// stream).
+pub struct Ws<S = MaybeTlsStream<TcpStream>> {
+    pub inner: WebSocketStream<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Ws<S> {
     /// Sends a JSON text frame.
     pub async fn send_json(&mut self, v: Value) {
         self.inner
