@@ -170,7 +170,7 @@ impl CertReloader {
 
 /// The certificate resolver: whatever was loaded last, for every client hello.
 #[derive(Debug)]
-pub struct ReloadableCert {
+struct ReloadableCert {
     files: TlsFiles,
     provider: Arc<CryptoProvider>,
     // A std lock, held only to clone or replace the `Arc` (never across an await or a file
