@@ -151,3 +151,22 @@ fn plain_http_off_this_machine_is_warned_about() {
     let o = run(natter(&a, "http://127.0.0.1:9").args(["users"]));
     assert!(!stderr(&o).contains("warning"), "{o:?}");
 }
+
+/// A self-signed certificate marked as a CA (what `openssl req -x509` makes unless told
+/// `CA:FALSE`) cannot be a server's own even when trusted; the line says that, not
+/// "unknown issuer", so the operator knows what to regenerate.
+#[test]
+fn a_ca_certificate_serving_as_the_server_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::certs::generate_self_signed_ca(&dir.path().join("pki"));
+    let server = Server::start_tls(&dir.path().join("chat.db"), &certs.cert, &certs.key);
+    let a = dir.path().join("a");
+    let ca = certs.ca.to_str().unwrap();
+    let o = run(natter(&a, &server.url()).args(["--ca-file", ca, "register", "alice"]));
+    assert_eq!(o.status.code(), Some(EXIT_NETWORK), "{o:?}");
+    let err = stderr(&o);
+    assert!(
+        err.contains("CA:FALSE") && err.contains("docs/deploy.md"),
+        "{err:?}"
+    );
+}

@@ -139,6 +139,13 @@ pub fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<String> {
              reloads it on SIGHUP)"
                 .to_owned()
         }
+        // webpki's verdict on a certificate that says it is a CA (basicConstraints
+        // CA:TRUE, as `openssl req -x509` makes by default) serving as the server's own.
+        // rustls passes it on only as an opaque error, and webpki's Display is its name.
+        CertificateError::Other(other) if other.0.to_string() == "CaUsedAsEndEntity" => {
+            "the server's certificate is a CA certificate (basicConstraints CA:TRUE), which              cannot be a server's own; make it with CA:FALSE (see docs/deploy.md)"
+                .to_owned()
+        }
         other => format!("the server's certificate is not trusted ({other}); {advice}"),
     })
 }

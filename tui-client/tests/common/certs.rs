@@ -40,3 +40,22 @@ pub fn generate(dir: &Path, name: &str) -> Certs {
     std::fs::write(&certs.key, key.serialize_pem()).unwrap();
     certs
 }
+
+/// A self-signed certificate that calls itself a CA (basicConstraints CA:TRUE), as
+/// `openssl req -x509` makes by default: `ca` and `cert` are the same file.
+pub fn generate_self_signed_ca(dir: &Path) -> Certs {
+    std::fs::create_dir_all(dir).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let certs = Certs {
+        ca: dir.join("cert.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&certs.cert, cert.pem()).unwrap();
+    std::fs::write(&certs.key, key.serialize_pem()).unwrap();
+    certs
+}
