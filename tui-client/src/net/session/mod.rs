@@ -60,6 +60,8 @@ struct Session {
     failures: u32,
     /// Whether HTTP answered at the last probe.
     http_ok: bool,
+    /// When the next socket attempt is due, while the socket is down.
+    retry_at: Instant,
 }
 
 impl Actor {
@@ -124,6 +126,7 @@ impl Actor {
             ever_live: false,
             failures: 0,
             http_ok: false,
+            retry_at: Instant::now(),
         };
         if let Err(next) = self.authenticate(&mut s, password).await {
             return next;
@@ -190,6 +193,10 @@ impl Actor {
                     s.ever_live = true;
                     match self.live(s, socket).await {
                         Ok(reason) => {
+                            // What HTTP did before the socket came up says nothing about
+                            // now (a frozen server answers neither): not FALLBACK until a
+                            // probe has answered.
+                            s.http_ok = false;
                             self.emit(NetEvent::Notice(format!(
                                 "connection lost ({}); reconnecting",
                                 reason.trim_start_matches("WebSocket protocol error: ")
@@ -320,6 +327,40 @@ impl Session {
         }
         self.queue.push(outgoing);
         true
+    }
+
+    /// The badge while the socket is down, from what the last HTTP probe found.
+    fn down_link(&self) -> Link {
+        if self.http_ok {
+            Link::Fallback
+        } else {
+            self.unanswered_link()
+        }
+    }
+
+    /// The badge while the socket is down and HTTP does not answer.
+    fn unanswered_link(&self) -> Link {
+        if self.failures >= OFFLINE_AFTER {
+            Link::Offline
+        } else if self.ever_live {
+            Link::Reconnecting
+        } else {
+            Link::Connecting
+        }
+    }
+
+    /// What to tell the app when an HTTP request is slow to answer while the socket is
+    /// down.
+    fn unanswered(&self) -> NetEvent {
+        NetEvent::Link {
+            link: self.unanswered_link(),
+            retry_in: Some(self.retry_in()),
+        }
+    }
+
+    /// The wait before the next socket attempt.
+    fn retry_in(&self) -> Duration {
+        self.retry_at.saturating_duration_since(Instant::now())
     }
 
     /// The server stored (or refused) this send: drop it from the queue and the outbox.
