@@ -37,7 +37,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use natter_shared::{ClientId, Username};
+use natter_shared::{ClientId, Timestamp, Username};
 use serde::{Deserialize, Serialize};
 
 use crate::paths;
@@ -51,6 +51,10 @@ pub struct Outgoing {
     pub receiver: Option<Username>,
     /// The text.
     pub text: String,
+    /// When it was typed (Enter in the chat screen, taken by `natter send`), shown while it
+    /// waits. Absent from records written before natter kept it, which still load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typed_at: Option<Timestamp>,
 }
 
 /// What an outbox file held when it was looked at: a hash of its bytes, so that one read
@@ -191,6 +195,7 @@ mod tests {
             client_id: ClientId::parse(id).unwrap(),
             receiver: None,
             text: format!("text {id}"),
+            typed_at: None,
         }
     }
 
@@ -234,6 +239,35 @@ mod tests {
             .map(|e| e.client_id.to_string())
             .collect();
         assert_eq!(ids, ["a", "c"]);
+    }
+
+    #[test]
+    fn records_without_a_typed_time_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::new(dir.path(), &Username::parse("alice").unwrap());
+        std::fs::write(
+            ob.path(),
+            "{\"client_id\":\"old\",\"receiver\":null,\"text\":\"from before\"}\n",
+        )
+        .unwrap();
+        let typed = Outgoing {
+            typed_at: Some(Timestamp::from_unix_millis(1_795_512_120_000)),
+            ..out("new")
+        };
+        ob.push(&typed).unwrap();
+        let entries = ob.entries().unwrap();
+        assert_eq!(entries[0].text, "from before");
+        assert_eq!(entries[0].typed_at, None);
+        assert_eq!(entries[1], typed);
+        let text = std::fs::read_to_string(ob.path()).unwrap();
+        assert!(
+            text.lines().next().is_some_and(|l| !l.contains("typed_at")),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"typed_at\":\"2026-11-24T09:22:00.000Z\""),
+            "{text}"
+        );
     }
 
     #[test]

@@ -121,6 +121,7 @@ fn outbox_from_disk_then_retry_confirms() {
         client_id: client_id(id),
         receiver: None,
         text: text.into(),
+        typed_at: None,
     };
     net(
         &mut app,
@@ -162,6 +163,7 @@ fn outbox_entries_learnt_later_take_their_place() {
         client_id: client_id("s-1"),
         receiver: None,
         text: "left by natter send".into(),
+        typed_at: None,
     };
     // The network task's queue: `send`'s entry came before mine in the file.
     net(

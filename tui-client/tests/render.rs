@@ -302,7 +302,8 @@ fn no_color_uses_no_colours() {
     assert_ne!(own.modifier, other.modifier);
 }
 
-/// Pending messages loaded from the outbox show before anything typed since.
+/// Pending messages loaded from the outbox show before anything typed since; one from a
+/// record written before natter kept the time it was typed shows `⋯` alone.
 #[test]
 fn outbox_entries_from_disk_are_shown_pending() {
     let mut app = alice_sized(60, 8);
@@ -314,9 +315,41 @@ fn outbox_entries_from_disk_are_shown_pending() {
             client_id: client_id("old-1"),
             receiver: None,
             text: "typed yesterday".into(),
+            typed_at: None,
         }]),
     );
     insta::assert_snapshot!(render(&app));
+}
+
+/// A queued message shows, dimmed, the time it was typed and `⋯`; one from an outbox
+/// written the day before is headed by that day, so its time is not read as today's. Once
+/// delivered, a message shows the server's time like any other.
+#[test]
+fn a_queued_message_shows_when_it_was_typed() {
+    let mut app = alice_sized(80, 12);
+    net(
+        &mut app,
+        NetEvent::Message(message(1, "bob", None, "morning all")),
+    );
+    typed(&mut app, "on its way");
+    app.update(Msg::Submit);
+    // Left in the outbox last night, at 23:50.
+    let last_night = Outgoing {
+        client_id: client_id("old-1"),
+        receiver: Some(user("bob")),
+        text: "typed last night".into(),
+        typed_at: Some(Timestamp::from_unix_millis(T0_MS - (9 * 60 + 32) * 60_000)),
+    };
+    net(&mut app, NetEvent::Pending(vec![last_night]));
+    insta::assert_snapshot!(render(&app));
+
+    let mut echo = message(2, "alice", None, "on its way");
+    echo.created_at = Timestamp::from_unix_millis(TYPED_MS + 3 * 60_000);
+    echo.client_id = Some(client_id("t-1"));
+    net(&mut app, NetEvent::Message(echo));
+    let screen = render(&app);
+    assert!(screen.contains("09:35 alice: on its way"), "{screen}");
+    assert!(!screen.contains("09:32"), "{screen}");
 }
 
 /// Where the date changes between two messages a dated line heads the later one (times are

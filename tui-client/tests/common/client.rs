@@ -49,6 +49,7 @@ impl Client {
             utc_offset: FixedOffset::east_opt(0).unwrap(),
             client_id_prefix: natter::credentials::random_string(8),
             now: Instant::now(),
+            wall_clock: natter_shared::Timestamp::now(),
             size: (80, 24),
         });
         let runner = Runner::new(paths.outbox_dir(server.http_base()), cmd_tx);
@@ -66,6 +67,7 @@ impl Client {
 
     /// Feeds a message to the app and carries out what it asks.
     pub async fn update(&mut self, msg: Msg) {
+        self.app.wall_clock = natter_shared::Timestamp::now();
         if let Some(cmd) = self.app.update(msg) {
             self.runner.carry_out(&mut self.app, cmd).await;
         }

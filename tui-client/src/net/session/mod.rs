@@ -473,6 +473,7 @@ mod tests {
             client_id: ClientId::parse(id).unwrap(),
             receiver: None,
             text: id.to_owned(),
+            typed_at: None,
         }
     }
 
