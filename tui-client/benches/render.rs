@@ -102,6 +102,7 @@ fn loaded_app(width: u16, height: u16) -> App {
         utc_offset: FixedOffset::east_opt(0).unwrap(),
         client_id_prefix: "bench".into(),
         now: Instant::now(),
+        wall_clock: Timestamp::from_unix_millis(T0_MS),
         size: (width, height),
     });
     assert!(app.start().is_some());

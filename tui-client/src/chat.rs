@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use natter_shared::Username;
+use natter_shared::{Timestamp, Username};
 
 use crate::app::{App, AppConfig};
 use crate::msg::{Cmd, Msg, NetEvent};
@@ -115,6 +115,7 @@ async fn event_loop(
         utc_offset: offset,
         client_id_prefix: crate::credentials::random_string(12),
         now: Instant::now(),
+        wall_clock: Timestamp::now(),
         size: (size.width, size.height),
     });
     let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>(256);
@@ -164,6 +165,7 @@ async fn event_loop(
             }
         }
         app.now = Instant::now();
+        app.wall_clock = Timestamp::now();
         for msg in batch {
             // Keys that act (never the text typed) go to the debug log, so a report of a
             // key "doing nothing" can be checked against what arrived.

@@ -1,7 +1,8 @@
-//! A one-line text field with a cursor: the Name, Send to and message inputs.
+//! A text field with a cursor: the Name, Send to and message inputs.
 //!
 //! The cursor counts characters, not bytes, so editing never splits a UTF-8 sequence.
-//! Pasted newlines are kept in the text (the message is sent as typed) and shown as `↵`.
+//! Newlines (Alt-Enter, a paste) are kept in the message's text, which is sent as typed;
+//! the message box shows them as row breaks (`ui::input_box`).
 
 /// The contents of an editable field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

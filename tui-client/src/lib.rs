@@ -11,7 +11,8 @@
 //! - [`commands`]: slash commands (`/to`, `/msg`, …), as part of `App`.
 //! - [`scroll`]: scrolling the message list without laying out the whole history.
 //! - [`timeline`]: stored messages (by id, deduplicated) and pending sends.
-//! - [`input`]: the editable one-line field.
+//! - [`input`]: an editable text field and its cursor (drawn by `ui::fields`, and by
+//!   `ui::input_box`, which wraps the message being typed).
 //! - [`recall`]: Up/Down through the lines sent before.
 //! - [`keymap`]: terminal events → `Msg`.
 //! - [`ui`]: `render(&App, &mut Frame)` and its widgets.

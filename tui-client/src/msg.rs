@@ -156,7 +156,8 @@ pub enum NetEvent {
         /// Why ("name is taken", "wrong password").
         reason: String,
     },
-    /// Messages still waiting in the outbox for this identity (read from disk at login).
+    /// Messages waiting in the outbox for this identity, in its order: read from disk at
+    /// login, and again whenever another process (a `natter send`) added some.
     Pending(Vec<Outgoing>),
     /// A stored message: from history, the socket, a poll, or a POST reply.
     Message(Message),

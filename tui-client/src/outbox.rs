@@ -18,12 +18,17 @@
 //!   one at a time, oldest first, re-reading it before each. So two `send`s of one account
 //!   take turns (the second waits, bounded) instead of both posting the same entry, and
 //!   each learns the fate of exactly the messages it took.
-//! - The chat screen does not take that lock: it loads the file when an identity starts
-//!   and sends its own in-memory queue. A `send` running beside it may post an entry the
-//!   screen also sends; both use the entry's `client_id`, the server stores it once and
-//!   answers both with the stored message, and whichever removes the entry first wins (the
-//!   other's remove finds nothing). The worst case is one message sent twice and stored
-//!   once; nothing is removed before the server has answered for it, so nothing is lost.
+//! - The chat screen loads the file when an identity starts and sends its own in-memory
+//!   queue. After that it takes the entries others added (a `send` that gave up, or was
+//!   killed, while the screen was open) when the file has changed ([`Outbox::stamp`]),
+//!   unless a `send` holds the sending lock: that one is delivering them, and the screen
+//!   looks again when it is done. The screen holds the lock only while it reads.
+//! - A `send` running beside the screen may still post an entry the screen also sends
+//!   (`send` re-reads the file, the screen's own entries included); both use the entry's
+//!   `client_id`, the server stores it once and answers both with the stored message, and
+//!   whichever removes the entry first wins (the other's remove finds nothing). The worst
+//!   case is one message sent twice and stored once; nothing is removed before the server
+//!   has answered for it, so nothing is lost.
 //!
 //! A `NATTER_TOKEN` that matches no stored account has no known name: its messages wait in
 //! `@token-<hash of the token>.jsonl` ([`Outbox::for_token`]), which only a `send` with the
@@ -32,7 +37,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use natter_shared::{ClientId, Username};
+use natter_shared::{ClientId, Timestamp, Username};
 use serde::{Deserialize, Serialize};
 
 use crate::paths;
@@ -46,7 +51,18 @@ pub struct Outgoing {
     pub receiver: Option<Username>,
     /// The text.
     pub text: String,
+    /// When it was typed (Enter in the chat screen, taken by `natter send`), shown while it
+    /// waits. Absent from records written before natter kept it, which still load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typed_at: Option<Timestamp>,
 }
+
+/// What an outbox file held when it was looked at: a hash of its bytes, so that one read
+/// without the lock (every write replaces the whole file, see [`paths::write_atomic`])
+/// tells whether anyone has changed it since. Content, not `stat`: inode numbers are
+/// reused and modification times are coarser than two quick writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp(u64);
 
 /// The outbox file of one identity on one server.
 #[derive(Debug, Clone)]
@@ -73,6 +89,13 @@ impl Outbox {
     /// Where it lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's [`Stamp`] now; `None` when there is no file (or it cannot be read, which
+    /// reading its entries will then report).
+    pub fn stamp(&self) -> Option<Stamp> {
+        let bytes = std::fs::read(&self.path).ok()?;
+        Some(Stamp(fnv1a64(&bytes)))
     }
 
     /// Takes this outbox's sending lock if no other process holds it (`Ok(None)` if one
@@ -172,6 +195,7 @@ mod tests {
             client_id: ClientId::parse(id).unwrap(),
             receiver: None,
             text: format!("text {id}"),
+            typed_at: None,
         }
     }
 
@@ -215,6 +239,50 @@ mod tests {
             .map(|e| e.client_id.to_string())
             .collect();
         assert_eq!(ids, ["a", "c"]);
+    }
+
+    #[test]
+    fn records_without_a_typed_time_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::new(dir.path(), &Username::parse("alice").unwrap());
+        std::fs::write(
+            ob.path(),
+            "{\"client_id\":\"old\",\"receiver\":null,\"text\":\"from before\"}\n",
+        )
+        .unwrap();
+        let typed = Outgoing {
+            typed_at: Some(Timestamp::from_unix_millis(1_795_512_120_000)),
+            ..out("new")
+        };
+        ob.push(&typed).unwrap();
+        let entries = ob.entries().unwrap();
+        assert_eq!(entries[0].text, "from before");
+        assert_eq!(entries[0].typed_at, None);
+        assert_eq!(entries[1], typed);
+        let text = std::fs::read_to_string(ob.path()).unwrap();
+        assert!(
+            text.lines().next().is_some_and(|l| !l.contains("typed_at")),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"typed_at\":\"2026-11-24T09:22:00.000Z\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_stamp_follows_the_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::new(dir.path(), &Username::parse("alice").unwrap());
+        assert_eq!(ob.stamp(), None);
+        ob.push(&out("a")).unwrap();
+        let one = ob.stamp();
+        assert!(one.is_some());
+        ob.entries().unwrap();
+        assert_eq!(ob.stamp(), one, "reading changes nothing");
+        ob.remove(&ClientId::parse("a").unwrap()).unwrap();
+        ob.push(&out("b")).unwrap();
+        assert_ne!(ob.stamp(), one, "same length, another entry");
     }
 
     #[test]

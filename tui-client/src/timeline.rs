@@ -117,6 +117,35 @@ impl Timeline {
         }
     }
 
+    /// Orders the pending sends as `list` (the network task's queue, in the outbox file's
+    /// order), adding those of `list` not shown yet as `sender`'s. A send already shown
+    /// keeps what it had (a refusal); those not in `list` (typed since the list was made,
+    /// or refused) follow, in their order.
+    pub fn set_pending(&mut self, sender: &Username, list: Vec<Outgoing>) {
+        let mut rest = std::mem::take(&mut self.pending);
+        for outgoing in list {
+            if self
+                .pending
+                .iter()
+                .any(|p| p.outgoing.client_id == outgoing.client_id)
+            {
+                continue;
+            }
+            match rest
+                .iter()
+                .position(|p| p.outgoing.client_id == outgoing.client_id)
+            {
+                Some(i) => self.pending.push(rest.remove(i)),
+                None => self.pending.push(Pending {
+                    sender: sender.clone(),
+                    outgoing,
+                    failed: None,
+                }),
+            }
+        }
+        self.pending.extend(rest);
+    }
+
     /// Marks a pending send as refused for good.
     pub fn reject(&mut self, client_id: &ClientId, reason: &str) {
         for p in &mut self.pending {

@@ -121,6 +121,7 @@ fn outbox_from_disk_then_retry_confirms() {
         client_id: client_id(id),
         receiver: None,
         text: text.into(),
+        typed_at: None,
     };
     net(
         &mut app,
@@ -141,6 +142,51 @@ fn outbox_from_disk_then_retry_confirms() {
     net(&mut app, NetEvent::Message(echo));
     assert_eq!(app.timeline.messages().len(), 1);
     assert_eq!(app.timeline.pending().len(), 2);
+}
+
+/// Entries another process left in the outbox, reported while the screen runs, are shown
+/// queued at their place in the outbox's order; a refused send stays refused, and nothing
+/// already shown appears twice.
+#[test]
+fn outbox_entries_learnt_later_take_their_place() {
+    let mut app = alice();
+    let refused = say(&mut app, "/msg nobody hi");
+    net(
+        &mut app,
+        NetEvent::Rejected {
+            client_id: refused.client_id.clone(),
+            reason: "no such user".into(),
+        },
+    );
+    let mine = say(&mut app, "mine");
+    let from_send = Outgoing {
+        client_id: client_id("s-1"),
+        receiver: None,
+        text: "left by natter send".into(),
+        typed_at: None,
+    };
+    // The network task's queue: `send`'s entry came before mine in the file.
+    net(
+        &mut app,
+        NetEvent::Pending(vec![from_send.clone(), mine.clone()]),
+    );
+    let shown: Vec<_> = app
+        .timeline
+        .pending()
+        .iter()
+        .map(|p| (p.outgoing.text.as_str(), p.failed.is_some()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("left by natter send", false),
+            ("mine", false),
+            ("hi", true)
+        ]
+    );
+    assert_eq!(app.timeline.waiting(), 2);
+    net(&mut app, NetEvent::Pending(vec![from_send, mine]));
+    assert_eq!(app.timeline.pending().len(), 3);
 }
 
 /// A refused send leaves the queue count but stays visible with its reason.

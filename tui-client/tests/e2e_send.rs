@@ -11,12 +11,12 @@ mod common {
 }
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::cli::{json_lines, natter, run, send_stdin, stderr};
-use common::client::{Client, count};
+use common::client::{Client, count, texts};
 use common::server::Server;
 use natter::outbox::Outbox;
 use natter::paths::Paths;
@@ -278,6 +278,19 @@ fn two_sends_at_once_store_each_line_once() {
     assert_eq!(only("y "), y);
 }
 
+/// Files under `dir` that a chat screen (`Paths::under(home)`) and the binary (XDG
+/// directories whose `natter` entries point there) share: `(home, xdg)`.
+fn shared_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let home = dir.join("screen");
+    let xdg = dir.join("xdg");
+    for (link, target) in [("config", "config"), ("state", "state")] {
+        std::fs::create_dir_all(home.join(target)).unwrap();
+        std::fs::create_dir_all(xdg.join(link)).unwrap();
+        std::os::unix::fs::symlink(home.join(target), xdg.join(link).join("natter")).unwrap();
+    }
+    (home, xdg)
+}
+
 /// A chat screen (app, outbox runner, network task) and `natter send` as the same account at
 /// the same time: the screen typed two messages while the server was down; when it is
 /// back, `send` and the screen both deliver them. Each is stored once, and `send`'s own
@@ -289,13 +302,7 @@ async fn a_chat_screen_and_a_send_at_once_store_each_message_once() {
     let url = server.url();
     // The screen's files are `Paths::under(home)`; the binary finds the same ones through
     // XDG directories whose `natter` entries point there.
-    let home = dir.path().join("screen");
-    let xdg = dir.path().join("xdg");
-    for (link, target) in [("config", "config"), ("state", "state")] {
-        std::fs::create_dir_all(home.join(target)).unwrap();
-        std::fs::create_dir_all(xdg.join(link)).unwrap();
-        std::os::unix::fs::symlink(home.join(target), xdg.join(link).join("natter")).unwrap();
-    }
+    let (home, xdg) = shared_files(dir.path());
     let mut alice = Client::start(&url, &home, "alice").await;
     alice.wait_live().await;
     server.kill();
@@ -361,4 +368,71 @@ fn send_says_once_that_it_is_waiting_for_the_server() {
             && lines[1].contains("2 messages kept in the outbox"),
         "{err:?}"
     );
+}
+
+/// A chat screen open as alice, the server down: `natter send` as alice cannot deliver and
+/// leaves its line in the shared outbox (exit 4). The open screen notices it, shows it
+/// queued after what it queued itself, and when the server is back delivers both, each
+/// once and in the outbox's order; another reader sees each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_chat_screen_delivers_what_send_left_in_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("chat.db"));
+    let url = server.url();
+    let (home, xdg) = shared_files(dir.path());
+    let mut alice = Client::start(&url, &home, "alice").await;
+    alice.wait_live().await;
+    server.kill();
+    alice
+        .wait_for("the socket to drop", |a| a.link != natter::msg::Link::Live)
+        .await;
+    alice.say("queued by the screen").await;
+
+    let send = {
+        let (xdg, url) = (xdg.clone(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            run(natter(&xdg, &url).args(["send", "--retry-for", "1", "left by send"]))
+        })
+    };
+    let o = send.await.unwrap();
+    assert_eq!(o.status.code(), Some(4), "queued, not sent: {o:?}");
+    assert_eq!(
+        outbox_texts(&xdg, &url, "alice"),
+        ["queued by the screen", "left by send"]
+    );
+    alice
+        .wait_for("send's line shown queued on the screen", |a| {
+            a.timeline
+                .pending()
+                .iter()
+                .any(|p| p.outgoing.text == "left by send")
+        })
+        .await;
+    let queued: Vec<_> = alice
+        .app
+        .timeline
+        .pending()
+        .iter()
+        .map(|p| p.outgoing.text.clone())
+        .collect();
+    assert_eq!(queued, ["queued by the screen", "left by send"]);
+
+    server.restart();
+    alice
+        .wait_for("both stored", |a| {
+            a.timeline.waiting() == 0
+                && count(a, "queued by the screen") == 1
+                && count(a, "left by send") == 1
+        })
+        .await;
+    let mut bob = Client::start(&url, &dir.path().join("b"), "bob").await;
+    bob.wait_text("left by send").await;
+    assert_eq!(texts(&bob.app), ["queued by the screen", "left by send"]);
+    assert_eq!(
+        history(&xdg, &url),
+        ["queued by the screen", "left by send"]
+    );
+    assert!(outbox_texts(&xdg, &url, "alice").is_empty());
+    alice.quit().await;
+    bob.quit().await;
 }

@@ -302,7 +302,8 @@ fn no_color_uses_no_colours() {
     assert_ne!(own.modifier, other.modifier);
 }
 
-/// Pending messages loaded from the outbox show before anything typed since.
+/// Pending messages loaded from the outbox show before anything typed since; one from a
+/// record written before natter kept the time it was typed shows `⋯` alone.
 #[test]
 fn outbox_entries_from_disk_are_shown_pending() {
     let mut app = alice_sized(60, 8);
@@ -314,9 +315,125 @@ fn outbox_entries_from_disk_are_shown_pending() {
             client_id: client_id("old-1"),
             receiver: None,
             text: "typed yesterday".into(),
+            typed_at: None,
         }]),
     );
     insta::assert_snapshot!(render(&app));
+}
+
+/// A queued message shows, dimmed, the time it was typed and `⋯`; one from an outbox
+/// written the day before is headed by that day, so its time is not read as today's. Once
+/// delivered, a message shows the server's time like any other.
+#[test]
+fn a_queued_message_shows_when_it_was_typed() {
+    let mut app = alice_sized(80, 12);
+    net(
+        &mut app,
+        NetEvent::Message(message(1, "bob", None, "morning all")),
+    );
+    typed(&mut app, "on its way");
+    app.update(Msg::Submit);
+    // Left in the outbox last night, at 23:50.
+    let last_night = Outgoing {
+        client_id: client_id("old-1"),
+        receiver: Some(user("bob")),
+        text: "typed last night".into(),
+        typed_at: Some(Timestamp::from_unix_millis(T0_MS - (9 * 60 + 32) * 60_000)),
+    };
+    net(&mut app, NetEvent::Pending(vec![last_night]));
+    insta::assert_snapshot!(render(&app));
+
+    let mut echo = message(2, "alice", None, "on its way");
+    echo.created_at = Timestamp::from_unix_millis(TYPED_MS + 3 * 60_000);
+    echo.client_id = Some(client_id("t-1"));
+    net(&mut app, NetEvent::Message(echo));
+    let screen = render(&app);
+    assert!(screen.contains("09:35 alice: on its way"), "{screen}");
+    assert!(!screen.contains("09:32"), "{screen}");
+}
+
+/// The terminal cursor's position after drawing `app`.
+fn cursor(app: &natter::app::App) -> (u16, u16) {
+    let p = draw(app).get_cursor_position().unwrap();
+    (p.x, p.y)
+}
+
+/// A message longer than a row wraps at spaces in the message box, which grows to show all
+/// of it (three rows here), taking the rows from the message list; the cursor follows the
+/// last character.
+#[test]
+fn a_long_message_grows_the_input_box_to_three_rows() {
+    let mut app = conversation();
+    typed(
+        &mut app,
+        "This message is long enough to wrap: the box grows to show all of it, one row at a \
+         time, up to five rows, and the list above gives up the rows it takes, so what you \
+         send is what you see.",
+    );
+    insta::assert_snapshot!(render(&app));
+    // The box's third text row is the screen's row 22 (of 0-23); "what you send is what you
+    // see." is 30 columns.
+    assert_eq!(cursor(&app), (1 + 30, 22));
+}
+
+/// Longer than five rows (here eight lines, typed with Alt-Enter), the box stops growing
+/// and shows the rows around the cursor, saying how many are hidden: the last five while
+/// typing at the end, the first five after Ctrl-A.
+#[test]
+fn a_message_longer_than_the_box_shows_the_cursors_part() {
+    let mut app = conversation();
+    for n in 1..=8 {
+        if n > 1 {
+            app.update(Msg::Paste("\n".into()));
+        }
+        typed(&mut app, &format!("line {n}"));
+    }
+    insta::assert_snapshot!("a_message_longer_than_the_box_at_its_end", render(&app));
+    assert_eq!(cursor(&app), (1 + 6, 22));
+    app.update(Msg::LineStart);
+    insta::assert_snapshot!("a_message_longer_than_the_box_at_its_start", render(&app));
+    assert_eq!(cursor(&app), (1, 18));
+}
+
+/// On a small terminal the box grows only as far as the message list can spare (it keeps
+/// three rows), and the cursor stays inside the box at every size.
+#[test]
+fn the_input_box_grows_only_into_spare_rows() {
+    for (w, h) in [(80, 10), (30, 8), (12, 4), (3, 3), (80, 1)] {
+        let mut app = alice_sized(w, h);
+        for n in 1..=8 {
+            app.update(Msg::Paste(format!("line {n} of a message\n")));
+        }
+        let areas = natter::ui::layout(&app, ratatui::layout::Rect::new(0, 0, w, h));
+        if h >= 10 {
+            assert_eq!(areas.timeline.height, 3, "{w}x{h}");
+            assert_eq!(areas.input.height, 4, "{w}x{h}");
+        }
+        let (x, y) = cursor(&app);
+        let inside =
+            |r: ratatui::layout::Rect| x < r.x + r.width.max(1) && y < r.y + r.height.max(1);
+        assert!(
+            inside(areas.input) || h < 3,
+            "{w}x{h}: cursor ({x}, {y}) outside {:?}",
+            areas.input
+        );
+    }
+}
+
+/// Wide characters and emoji take two columns in the box too: the text wraps by display
+/// width and the cursor stands on the character it is before.
+#[test]
+fn the_input_cursor_counts_wide_characters() {
+    let mut app = alice();
+    // 45 characters two columns wide: 90 columns, more than the box's 77.
+    typed(&mut app, &"日本語テキスト🎉🙂".repeat(5));
+    for _ in 0..3 {
+        app.update(Msg::Left);
+    }
+    insta::assert_snapshot!(render(&app));
+    // 38 of them fit on the first row (76 columns); three from the end, the cursor is before
+    // the 43rd, the fifth of the second row: after four, 8 columns.
+    assert_eq!(cursor(&app), (1 + 8, 22));
 }
 
 /// Where the date changes between two messages a dated line heads the later one (times are

@@ -1,6 +1,7 @@
 //! The chat screen's model and its one transition function, [`App::update`].
 //!
-//! Pure: no IO, no async, no clock reads (time arrives as [`Msg::Tick`]). Everything the
+//! Pure: no IO, no async, no clock reads (time arrives as [`Msg::Tick`], and the wall
+//! clock as [`App::wall_clock`], set by the loop before each batch of events). Everything the
 //! screen shows is derived from this struct by `ui::render`, so tests drive the app with
 //! `Msg`s and assert on state or on a rendered `TestBackend`. Effects leave as a [`Cmd`].
 //!
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::FixedOffset;
-use natter_shared::{Username, validate};
+use natter_shared::{Timestamp, Username, validate};
 
 use crate::input::TextInput;
 use crate::msg::{Cmd, Link, Msg};
@@ -69,6 +70,8 @@ pub struct AppConfig {
     pub client_id_prefix: String,
     /// The clock at start.
     pub now: Instant,
+    /// The wall clock at start.
+    pub wall_clock: Timestamp,
     /// The terminal size at start.
     pub size: (u16, u16),
 }
@@ -98,6 +101,8 @@ pub struct App {
     pub retry_at: Option<Instant>,
     /// The clock, as of the last event.
     pub now: Instant,
+    /// The wall clock, as of the last event: what a message typed now is stamped with.
+    pub wall_clock: Timestamp,
     /// Messages and pending sends.
     pub timeline: Timeline,
     /// The message list's scroll position.
@@ -148,6 +153,7 @@ impl App {
             link: Link::Idle,
             retry_at: None,
             now: config.now,
+            wall_clock: config.wall_clock,
             timeline: Timeline::default(),
             scroll: Scroll::Bottom,
             unseen: 0,
@@ -340,6 +346,7 @@ impl App {
             client_id,
             receiver,
             text,
+            typed_at: Some(self.wall_clock),
         };
         self.timeline.add_pending(sender.clone(), outgoing.clone());
         self.scroll_bottom();

@@ -6,7 +6,7 @@ use natter_shared::Username;
 
 use super::{App, Focus, KnownUser};
 use crate::msg::NetEvent;
-use crate::timeline::{Inserted, Timeline};
+use crate::timeline::Inserted;
 
 impl App {
     pub(super) fn net(&mut self, event: NetEvent) {
@@ -40,19 +40,8 @@ impl App {
             }
             NetEvent::Pending(list) => {
                 if let Some(sender) = self.identity.clone() {
-                    let local: Vec<_> = self.timeline.pending().to_vec();
-                    // Rebuild: the disk's order first, then anything typed since.
-                    let mut rebuilt = Timeline::default();
-                    for m in self.timeline.messages() {
-                        rebuilt.insert(m.clone());
-                    }
-                    for o in list {
-                        rebuilt.add_pending(sender.clone(), o);
-                    }
-                    for p in local {
-                        rebuilt.add_pending(p.sender, p.outgoing);
-                    }
-                    self.timeline = rebuilt;
+                    // The disk's order first, then anything typed since.
+                    self.timeline.set_pending(&sender, list);
                 }
             }
             NetEvent::Message(m) => self.receive(m),

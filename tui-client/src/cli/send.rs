@@ -30,7 +30,7 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use natter_shared::{ClientId, Message, Username, validate};
+use natter_shared::{ClientId, Message, Timestamp, Username, validate};
 use tokio::time::Instant;
 
 use super::exit::{EXIT_FAILURE, EXIT_NETWORK, EXIT_USAGE, Failure, Outcome};
@@ -216,6 +216,7 @@ impl Run<'_> {
             client_id,
             receiver: self.receiver.clone(),
             text,
+            typed_at: Some(Timestamp::now()),
         };
         self.outbox
             .push(&outgoing)

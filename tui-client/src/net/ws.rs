@@ -192,17 +192,20 @@ impl Heartbeat {
                         return incoming;
                     }
                 }
-                _ = self.ticks.tick() => {
+                // Times are the ticks' scheduled instants, not the moment we woke: measured
+                // from a wake-up, the ping's second tick came a hair under UNANSWERED and the
+                // give-up slipped to the third (2.0-2.5 s after the last frame, not 1.5-2).
+                tick = self.ticks.tick() => {
                     match self.waiting_since {
-                        Some(sent) if sent.elapsed() >= UNANSWERED => {
+                        Some(sent) if tick.saturating_duration_since(sent) >= UNANSWERED => {
                             return Incoming::Closed("the server stopped answering".into());
                         }
                         Some(_) => {}
-                        None if self.last_heard.elapsed() >= CHECK_EVERY => {
+                        None if tick.saturating_duration_since(self.last_heard) >= CHECK_EVERY => {
                             if let Err(e) = socket.send(WsMessage::Ping(Default::default())).await {
                                 return Incoming::Closed(e.to_string());
                             }
-                            self.waiting_since = Some(tokio::time::Instant::now());
+                            self.waiting_since = Some(tick);
                         }
                         None => {}
                     }

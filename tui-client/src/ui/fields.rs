@@ -1,13 +1,11 @@
-//! The bottom of the screen: the status line (one row, more for a long error), the Name
-//! and Send to fields, and the message input (which turns into the password prompt when the
-//! server asks for one).
-//! The focused field gets the terminal cursor.
+//! Above the message box (`input_box`): the status line (one row, more for a long error)
+//! and the one-line Name and Send to fields. The focused field gets the terminal cursor.
 
 use ratatui::Frame;
 use ratatui::layout::{Position, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::widgets::Paragraph;
 use unicode_width::UnicodeWidthChar;
 
 use crate::app::{App, Focus, StatusKind};
@@ -155,37 +153,5 @@ pub fn render_fields(app: &App, frame: &mut Frame<'_>, area: Rect) {
         && !app.show_help
     {
         frame.set_cursor_position(Position::new(x, area.y));
-    }
-}
-
-/// The message input box, or the password prompt.
-pub fn render_input(app: &App, frame: &mut Frame<'_>, area: Rect) {
-    let theme = Theme { color: app.color };
-    let focused = app.focus == Focus::Message;
-    let (title, input, mask) = match &app.prompt {
-        Some(user) => (
-            format!(" Password for {user} (Enter logs in, Esc cancels) "),
-            &app.password,
-            true,
-        ),
-        None => {
-            let to = app.to.text().trim();
-            let to = if to.is_empty() { "everyone" } else { to };
-            (format!(" Message to {to} "), &app.input, false)
-        }
-    };
-    let block = Block::new()
-        .borders(Borders::ALL)
-        .title(title)
-        .border_style(if focused {
-            theme.focused()
-        } else {
-            theme.hint()
-        });
-    let inner = block.inner(area);
-    let (text, cursor) = visible(input, inner.width.saturating_sub(1), mask);
-    frame.render_widget(Paragraph::new(text).block(block), area);
-    if focused && !app.show_help && inner.height > 0 {
-        frame.set_cursor_position(Position::new(inner.x + cursor, inner.y));
     }
 }

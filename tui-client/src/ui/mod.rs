@@ -2,12 +2,13 @@
 //!
 //! Layout, top to bottom: the top bar with the connection badge (`topbar`), the message
 //! list (`timeline`) with the online users beside it when the terminal is wide (`users`),
-//! the status line (more than one row for a long error), the Name / Send to fields and the
-//! message input (`fields`), and the help over everything when asked (`help`). Styles come
-//! from `theme` only.
+//! the status line (more than one row for a long error) and the Name / Send to fields
+//! (`fields`), the message box, which grows with what is typed (`input_box`), and the help
+//! over everything when asked (`help`). Styles come from `theme` only.
 
 pub mod fields;
 pub mod help;
+pub mod input_box;
 pub mod theme;
 pub mod timeline;
 pub mod topbar;
@@ -21,7 +22,7 @@ use crate::app::App;
 
 /// Terminals at least this wide show the users beside the messages.
 pub const USERS_MIN_WIDTH: u16 = 90;
-/// Rows the message list keeps when a long status line wants more.
+/// Rows the message list keeps when a long status line or a long message wants more.
 const MIN_LIST_ROWS: u16 = 3;
 /// Width of the users column, its border included.
 pub const USERS_WIDTH: u16 = 20;
@@ -47,10 +48,11 @@ pub struct Areas {
 pub fn layout(app: &App, area: Rect) -> Areas {
     let row = |y: u16, h: u16| Rect::new(area.x, area.y + y, area.width, h);
     let h = area.height;
-    let input_h = 3.min(h);
-    // A long status takes rows from the message list (never below MIN_LIST_ROWS), never
-    // from the fields.
-    let spare = h.saturating_sub(1 + 1 + 1 + input_h + MIN_LIST_ROWS);
+    // A long message (first: it is what is being written) and then a long status take rows
+    // from the message list (never below MIN_LIST_ROWS), never from the fields.
+    let spare = h.saturating_sub(1 + 1 + 1 + 3 + MIN_LIST_ROWS);
+    let input_h = input_box::height(app, area.width).min(3 + spare).min(h);
+    let spare = spare.saturating_sub(input_h.saturating_sub(3));
     let status_rows = u16::try_from(fields::status_lines(app, area.width).len())
         .unwrap_or(1)
         .clamp(1, fields::MAX_STATUS_ROWS)
@@ -94,7 +96,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>) {
     }
     fields::render_status(app, frame, areas.status);
     fields::render_fields(app, frame, areas.fields);
-    fields::render_input(app, frame, areas.input);
+    input_box::render(app, frame, areas.input);
     if app.show_help {
         help::render(app, frame, frame.area());
     }

@@ -1,8 +1,10 @@
 //! The message list: `HH:MM sender: text`, `HH:MM sender → receiver: text` for direct
-//! messages, pending sends dimmed, refused ones marked, each wrapped to the width. Where the
-//! local date changes between two messages, a `── Tuesday 24 November 2026 ──` line heads
-//! the later one, so times from another day are not taken for today's. It belongs to that
-//! message's lines, so scrolling (which counts an item's lines) needs to know nothing of it.
+//! messages, pending sends dimmed with the time they were typed and `⋯` (`HH:MM ⋯ sender:
+//! text`; delivered, they show the server's time like any message), refused ones marked
+//! `✗`, each wrapped to the width. Where the local date changes between two items (a
+//! pending send is dated by when it was typed), a `── Tuesday 24 November 2026 ──` line
+//! heads the later one, so times from another day are not taken for today's. It belongs to
+//! that item's lines, so scrolling (which counts an item's lines) needs to know nothing of it.
 //!
 //! Only the items in view are wrapped each frame (see `scroll.rs` for the anchor): the cost
 //! of a frame does not grow with the history.
@@ -45,7 +47,7 @@ pub fn item_lines(app: &App, index: usize, width: u16) -> Vec<Line<'static>> {
                 .as_ref()
                 .map(|r| format!(" → {r}"))
                 .unwrap_or_default();
-            let mut lines = wrap(
+            let lines = wrap(
                 &[
                     (&time, theme.time()),
                     (m.sender_username.as_str(), sender_style),
@@ -56,23 +58,7 @@ pub fn item_lines(app: &App, index: usize, width: u16) -> Vec<Line<'static>> {
                 width,
                 TIME_COLUMNS,
             );
-            let day = local.date_naive();
-            let previous_day = index
-                .checked_sub(1)
-                .and_then(|i| app.timeline.get(i))
-                .and_then(|prev| match prev {
-                    Item::Message(p) => Some(
-                        p.created_at
-                            .as_datetime()
-                            .with_timezone(&app.utc_offset)
-                            .date_naive(),
-                    ),
-                    Item::Pending(_) => None,
-                });
-            if previous_day.is_some_and(|d| d != day) {
-                lines.insert(0, day_line(day, width, theme));
-            }
-            lines
+            with_day_line(app, index, local.date_naive(), lines, width)
         }
         Item::Pending(p) => {
             let receiver = p
@@ -81,18 +67,65 @@ pub fn item_lines(app: &App, index: usize, width: u16) -> Vec<Line<'static>> {
                 .as_ref()
                 .map(|r| format!(" → {r}"))
                 .unwrap_or_default();
+            // In the time column, when it was typed (dimmed like the rest, and followed by
+            // the mark, so it is not taken for a delivery time); a record from before natter
+            // kept that has only the mark.
+            let typed = p
+                .outgoing
+                .typed_at
+                .map(|t| t.as_datetime().with_timezone(&app.utc_offset));
+            let column = typed.map_or_else(|| "  ".to_owned(), |t| t.format("%H:%M ").to_string());
             let (mark, style) = match &p.failed {
-                None => ("  ⋯   ".to_owned(), theme.pending()),
-                Some(reason) => (format!("  ✗   [not sent: {reason}] "), theme.failed()),
+                None if typed.is_some() => ("⋯ ".to_owned(), theme.pending()),
+                None => ("⋯   ".to_owned(), theme.pending()),
+                Some(reason) if typed.is_some() => {
+                    (format!("✗ [not sent: {reason}] "), theme.failed())
+                }
+                Some(reason) => (format!("✗   [not sent: {reason}] "), theme.failed()),
             };
             let header = format!("{}{receiver}: ", p.sender);
-            wrap(
-                &[(&mark, style), (&header, style), (&p.outgoing.text, style)],
+            let lines = wrap(
+                &[
+                    (&column, style),
+                    (&mark, style),
+                    (&header, style),
+                    (&p.outgoing.text, style),
+                ],
                 width,
                 TIME_COLUMNS,
-            )
+            );
+            match typed {
+                Some(t) => with_day_line(app, index, t.date_naive(), lines, width),
+                None => lines,
+            }
         }
     }
+}
+
+/// The local day item `index` is dated by: a message's, or when a pending send was typed.
+fn item_day(app: &App, index: usize) -> Option<chrono::NaiveDate> {
+    let at = match app.timeline.get(index)? {
+        Item::Message(m) => m.created_at,
+        Item::Pending(p) => p.outgoing.typed_at?,
+    };
+    Some(at.as_datetime().with_timezone(&app.utc_offset).date_naive())
+}
+
+/// `lines` of item `index`, headed by a day line when its day is not the previous item's.
+/// A send queued yesterday and listed after today's messages gets one too, so its time is
+/// not read as today's.
+fn with_day_line(
+    app: &App,
+    index: usize,
+    day: chrono::NaiveDate,
+    mut lines: Vec<Line<'static>>,
+    width: u16,
+) -> Vec<Line<'static>> {
+    let previous = index.checked_sub(1).and_then(|i| item_day(app, i));
+    if previous.is_some_and(|d| d != day) {
+        lines.insert(0, day_line(day, width, Theme { color: app.color }));
+    }
+    lines
 }
 
 /// `── Tuesday 24 November 2026 ───…` across `width` columns.

@@ -12,8 +12,11 @@ use natter_shared::{ClientId, Message, MessageId, Timestamp, Username};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-/// 2026-11-24T09:42:00Z.
+/// 2026-11-24T09:22:00Z.
 pub const T0_MS: i64 = 1_795_512_120_000;
+
+/// The wall clock of every test app: 09:32 on 2026-11-24, after [`message`]s 1 to 9.
+pub const TYPED_MS: i64 = T0_MS + 10 * 60_000;
 
 pub fn user(name: &str) -> Username {
     Username::parse(name).unwrap()
@@ -40,6 +43,7 @@ pub fn app_sized(width: u16, height: u16) -> App {
         utc_offset: FixedOffset::east_opt(0).unwrap(),
         client_id_prefix: "t".into(),
         now: Instant::now(),
+        wall_clock: Timestamp::from_unix_millis(TYPED_MS),
         size: (width, height),
     })
 }

@@ -61,6 +61,7 @@ impl Client {
             utc_offset: FixedOffset::east_opt(0).unwrap(),
             client_id_prefix: natter::credentials::random_string(8),
             now: Instant::now(),
+            wall_clock: natter_shared::Timestamp::now(),
             size: (80, 24),
         });
         let runner = Runner::new(paths.outbox_dir(server.http_base()), cmd_tx);
@@ -78,6 +79,7 @@ impl Client {
 
     /// Feeds a message to the app and carries out what it asks.
     pub async fn update(&mut self, msg: Msg) {
+        self.app.wall_clock = natter_shared::Timestamp::now();
         if let Some(cmd) = self.app.update(msg) {
             self.runner.carry_out(&mut self.app, cmd).await;
         }
@@ -92,7 +94,18 @@ impl Client {
 
     /// Applies network events until `done(app)` holds; panics after [`PATIENCE`].
     pub async fn wait_for(&mut self, what: &str, done: impl Fn(&App) -> bool) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
+        self.wait_within(PATIENCE, what, done).await;
+    }
+
+    /// Like [`Client::wait_for`], but gives up after `patience`: for what the docs promise
+    /// to happen within a time (a generous bound, never a measurement).
+    pub async fn wait_within(
+        &mut self,
+        patience: Duration,
+        what: &str,
+        done: impl Fn(&App) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + patience;
         while !done(&self.app) {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(event)) => {
@@ -105,10 +118,23 @@ impl Client {
                 }
                 Ok(None) => panic!("network task ended while waiting for {what}"),
                 Err(_) => panic!(
-                    "timed out waiting for {what}; link {:?}, status {:?}, links {:?}",
+                    "gave up after {patience:?} waiting for {what}; link {:?}, status {:?}, links {:?}",
                     self.app.link, self.app.status, self.links
                 ),
             }
+        }
+    }
+
+    /// Applies network events for `how_long`, whatever they are.
+    pub async fn pump_for(&mut self, how_long: Duration) {
+        let until = tokio::time::Instant::now() + how_long;
+        while let Ok(Some(event)) = tokio::time::timeout_at(until, self.events.recv()).await {
+            if let NetEvent::Link { link, .. } = &event
+                && self.links.last() != Some(link)
+            {
+                self.links.push(*link);
+            }
+            self.update(Msg::Net(event)).await;
         }
     }
 

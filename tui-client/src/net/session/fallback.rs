@@ -2,14 +2,29 @@
 //! While HTTP answers the badge says FALLBACK, new messages arrive by polling
 //! `?after=<last id>` and the outbox goes out by POST; when HTTP comes back after failing,
 //! the socket is retried at once.
+//!
+//! The badge never waits for a probe: it is set the moment the socket is found down, and a
+//! request that has not answered within [`SLOW_ANSWER`] sets it to what it is without HTTP
+//! while the request goes on. A frozen server (SIGSTOP, a hung host behind a live tunnel)
+//! still has its connections accepted by the kernel and answers nothing, so before this
+//! the badge said LIVE for the request's whole 10 s timeout after the socket had died.
+
+use std::future::Future;
+use std::time::Duration;
 
 use natter_shared::MessageId;
 use tokio::time::{Instant, sleep_until};
 
-use super::{Actor, HISTORY, Next, OFFLINE_AFTER, Session};
-use crate::msg::{Link, NetEvent};
+use super::{Actor, HISTORY, Next, Session};
+use crate::error::ApiError;
+use crate::msg::NetEvent;
 use crate::net::http::Query;
 use crate::net::{POLL_INTERVAL, backoff, random_u64};
+
+/// How long an HTTP request made while the socket is down may go unanswered before the
+/// badge stops counting on HTTP. The request itself is not cut short (a slow link still
+/// delivers), so this only decides what the badge says meanwhile.
+pub(super) const SLOW_ANSWER: Duration = Duration::from_secs(1);
 
 impl Actor {
     /// The socket is down: wait out the backoff, polling HTTP (FALLBACK when it answers).
@@ -17,23 +32,15 @@ impl Actor {
     pub(super) async fn down(&mut self, s: &mut Session) -> Result<(), Next> {
         let delay = backoff(s.failures.saturating_sub(1), random_u64());
         let deadline = Instant::now() + delay;
+        s.retry_at = deadline;
+        // Said before the first probe, which may take long to answer.
+        self.show_down(s).await;
         let mut was_ok = s.http_ok;
         loop {
+            // Before the poll, which may post them: shown queued even while nothing answers.
+            self.adopt(s, false).await;
             let ok = self.poll(s).await;
-            let link = if ok {
-                Link::Fallback
-            } else if s.failures >= OFFLINE_AFTER {
-                Link::Offline
-            } else if s.ever_live {
-                Link::Reconnecting
-            } else {
-                Link::Connecting
-            };
-            self.link(
-                link,
-                Some(deadline.saturating_duration_since(Instant::now())),
-            )
-            .await;
+            self.show_down(s).await;
             if ok && !was_ok && s.failures > 1 {
                 // The server is back: try the socket now rather than at the end of a long wait.
                 return Ok(());
@@ -44,7 +51,10 @@ impl Actor {
                 tokio::select! {
                     () = sleep_until(next_poll) => break,
                     cmd = self.cmds.recv() => match self.on_cmd_down(s, cmd) {
-                        Some(Ok(())) if s.http_ok => { self.flush_http(s).await; }
+                        Some(Ok(())) if s.http_ok => {
+                            self.flush_http(s).await;
+                            self.show_down(s).await;
+                        }
                         Some(Err(next)) => return Err(next),
                         _ => {}
                     },
@@ -56,6 +66,27 @@ impl Actor {
         }
     }
 
+    /// Tells the app the badge for a socket that is down.
+    async fn show_down(&self, s: &Session) {
+        self.link(s.down_link(), Some(s.retry_in())).await;
+    }
+
+    /// Awaits an HTTP call made while the socket is down; if it has not answered within
+    /// [`SLOW_ANSWER`], the badge says so at once (`unanswered`, from
+    /// [`Session::unanswered_link`]) and the call goes on to its own timeout.
+    async fn answer<T>(
+        &self,
+        unanswered: NetEvent,
+        call: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let mut call = std::pin::pin!(call);
+        if let Ok(answered) = tokio::time::timeout(SLOW_ANSWER, call.as_mut()).await {
+            return answered;
+        }
+        self.emit(unanswered).await;
+        call.await
+    }
+
     /// One HTTP poll: fetch what is new, then flush the outbox by POST. Returns whether HTTP
     /// answered.
     async fn poll(&mut self, s: &mut Session) -> bool {
@@ -64,7 +95,10 @@ impl Actor {
                 limit: Some(HISTORY),
                 ..Query::default()
             };
-            match self.http.messages(&s.token, query).await {
+            match self
+                .answer(s.unanswered(), self.http.messages(&s.token, query))
+                .await
+            {
                 Ok(batch) => {
                     s.history_loaded = true;
                     s.last_id = batch.last().map(|m| m.id).or(Some(MessageId(0)));
@@ -84,7 +118,10 @@ impl Actor {
                 limit: Some(1000),
                 ..Query::default()
             };
-            match self.http.messages(&s.token, query).await {
+            match self
+                .answer(s.unanswered(), self.http.messages(&s.token, query))
+                .await
+            {
                 Ok(batch) => {
                     let full = batch.len() >= 1000;
                     if let Some(last) = batch.last() {
@@ -106,7 +143,7 @@ impl Actor {
             }
         }
         s.http_ok = true;
-        if let Ok(users) = self.http.users(&s.token).await {
+        if let Ok(users) = self.answer(s.unanswered(), self.http.users(&s.token)).await {
             self.emit(NetEvent::Users(users)).await;
         }
         self.flush_http(s).await;
@@ -116,7 +153,10 @@ impl Actor {
     /// Sends the outbox by POST, in order, stopping at the first failure that may pass.
     async fn flush_http(&mut self, s: &mut Session) {
         while let Some(o) = s.queue.first().cloned() {
-            match self.http.post_message(&s.token, &o).await {
+            match self
+                .answer(s.unanswered(), self.http.post_message(&s.token, &o))
+                .await
+            {
                 Ok(m) => {
                     s.confirm(&o.client_id);
                     self.emit(NetEvent::Message(m)).await;

@@ -4,6 +4,9 @@
 //! Invariants:
 //! - `queue` mirrors the outbox file (the runner wrote each entry to disk before sending
 //!   the `Cmd`); an entry leaves both only when the server confirmed or refused it.
+//!   Entries another process added (a `natter send` that could not deliver them) are taken
+//!   into it when the file changes: checked every [`OUTBOX_CHECK`] while live, at every
+//!   poll while down, and always when the socket comes up (`Session::adopt`).
 //! - `last_id` only advances over contiguous streams (socket frames, polls with `?after=`),
 //!   never from a POST reply, so a resume never skips a message.
 //!
@@ -24,7 +27,7 @@ use super::NetConfig;
 use super::http::{Http, Query};
 use super::ws::{self, ConnectError, Incoming};
 use crate::msg::{Cmd, Link, NetEvent};
-use crate::outbox::{Outbox, Outgoing};
+use crate::outbox::{Outbox, Outgoing, Stamp};
 
 /// Messages of history loaded when an identity starts.
 const HISTORY: usize = 500;
@@ -32,6 +35,9 @@ const HISTORY: usize = 500;
 const OFFLINE_AFTER: u32 = 3;
 /// Wait before resending a message the server rate-limited.
 const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
+/// How often a live socket looks whether the outbox file changed (one read of a small
+/// file): what a `natter send` left there goes out within about this long.
+const OUTBOX_CHECK: Duration = Duration::from_secs(1);
 
 /// Why the current identity's loop stopped.
 enum Next {
@@ -53,6 +59,8 @@ struct Session {
     token: String,
     outbox: Outbox,
     queue: Vec<Outgoing>,
+    /// The outbox file as last read into `queue`.
+    read_stamp: Option<Stamp>,
     last_id: Option<MessageId>,
     history_loaded: bool,
     ever_live: bool,
@@ -60,6 +68,8 @@ struct Session {
     failures: u32,
     /// Whether HTTP answered at the last probe.
     http_ok: bool,
+    /// When the next socket attempt is due, while the socket is down.
+    retry_at: Instant,
 }
 
 impl Actor {
@@ -105,6 +115,7 @@ impl Actor {
             &self.config.paths.outbox_dir(self.config.server.http_base()),
             &username,
         );
+        let read_stamp = outbox.stamp();
         let queue = match outbox.entries() {
             Ok(q) => q,
             Err(e) => {
@@ -119,11 +130,13 @@ impl Actor {
             token: String::new(),
             outbox,
             queue,
+            read_stamp,
             last_id: None,
             history_loaded: false,
             ever_live: false,
             failures: 0,
             http_ok: false,
+            retry_at: Instant::now(),
         };
         if let Err(next) = self.authenticate(&mut s, password).await {
             return next;
@@ -190,6 +203,10 @@ impl Actor {
                     s.ever_live = true;
                     match self.live(s, socket).await {
                         Ok(reason) => {
+                            // What HTTP did before the socket came up says nothing about
+                            // now (a frozen server answers neither): not FALLBACK until a
+                            // probe has answered.
+                            s.http_ok = false;
                             self.emit(NetEvent::Notice(format!(
                                 "connection lost ({}); reconnecting",
                                 reason.trim_start_matches("WebSocket protocol error: ")
@@ -217,9 +234,20 @@ impl Actor {
         self.down(s).await.err()
     }
 
+    /// Takes what others added to the outbox into the queue (see [`Session::adopt`]) and
+    /// tells the app; returns what was taken.
+    async fn adopt(&self, s: &mut Session, force: bool) -> Vec<Outgoing> {
+        let taken = s.adopt(force);
+        if !taken.is_empty() {
+            self.emit(NetEvent::Pending(s.queue.clone())).await;
+        }
+        taken
+    }
+
     /// The socket is up: flush the outbox, then relay frames until it drops (`Ok(reason)`)
     /// or the identity ends (`Err`).
     async fn live(&mut self, s: &mut Session, mut socket: ws::Socket) -> Result<String, Next> {
+        self.adopt(s, true).await;
         for o in s.queue.clone() {
             if let Err(e) = ws::send(&mut socket, &o).await {
                 return Ok(e);
@@ -233,6 +261,9 @@ impl Actor {
         // Our own pings: the only way to notice a server that stops answering without
         // closing anything, so that the badge does not say LIVE about a dead socket.
         let mut heartbeat = ws::Heartbeat::new();
+        let mut outbox_check = tokio::time::interval(OUTBOX_CHECK);
+        outbox_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        outbox_check.reset();
         loop {
             let far = Instant::now() + Duration::from_secs(3600);
             tokio::select! {
@@ -299,6 +330,13 @@ impl Actor {
                         return Err(Next::Quit);
                     }
                 },
+                _ = outbox_check.tick() => {
+                    for o in self.adopt(s, false).await {
+                        if let Err(e) = ws::send(&mut socket, &o).await {
+                            return Ok(e);
+                        }
+                    }
+                }
                 () = sleep_until(resend_at.unwrap_or(far)), if resend_at.is_some() => {
                     resend_at = None;
                     for cid in std::mem::take(&mut resend) {
@@ -326,6 +364,69 @@ impl Session {
         true
     }
 
+    /// The badge while the socket is down, from what the last HTTP probe found.
+    fn down_link(&self) -> Link {
+        if self.http_ok {
+            Link::Fallback
+        } else {
+            self.unanswered_link()
+        }
+    }
+
+    /// The badge while the socket is down and HTTP does not answer.
+    fn unanswered_link(&self) -> Link {
+        if self.failures >= OFFLINE_AFTER {
+            Link::Offline
+        } else if self.ever_live {
+            Link::Reconnecting
+        } else {
+            Link::Connecting
+        }
+    }
+
+    /// What to tell the app when an HTTP request is slow to answer while the socket is
+    /// down.
+    fn unanswered(&self) -> NetEvent {
+        NetEvent::Link {
+            link: self.unanswered_link(),
+            retry_in: Some(self.retry_in()),
+        }
+    }
+
+    /// The wait before the next socket attempt.
+    fn retry_in(&self) -> Duration {
+        self.retry_at.saturating_duration_since(Instant::now())
+    }
+
+    /// Takes into the queue the entries of the outbox file it lacks (another process put
+    /// them there: a `natter send` that gave up or was killed), each at its place in the
+    /// file's order; returns them. Nothing is done when the file is as last read (unless
+    /// `force`), nor while a `natter send` holds the sending lock: that one is delivering
+    /// them, and the next look, once it is done, takes what it left. Entries already queued
+    /// are never taken twice (the client_id says which), and entries no longer in the file
+    /// (a `send` got them stored) stay queued until the server answers for them here too.
+    fn adopt(&mut self, force: bool) -> Vec<Outgoing> {
+        let stamp = self.outbox.stamp();
+        if !force && stamp == self.read_stamp {
+            return Vec::new();
+        }
+        let disk = match self.outbox.try_lock_sending() {
+            Ok(Some(_reading)) => self.outbox.entries(),
+            Ok(None) => return Vec::new(),
+            Err(e) => Err(e),
+        };
+        match disk {
+            Ok(disk) => {
+                self.read_stamp = stamp;
+                merge_in(&mut self.queue, disk)
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the outbox");
+                Vec::new()
+            }
+        }
+    }
+
     /// The server stored (or refused) this send: drop it from the queue and the outbox.
     fn confirm(&mut self, client_id: &ClientId) {
         self.queue.retain(|o| &o.client_id != client_id);
@@ -345,5 +446,56 @@ impl Session {
                 self.confirm(cid);
             }
         }
+    }
+}
+
+/// Inserts into `queue` the entries of `disk` (the outbox file, in its order) that it lacks,
+/// each just after the last entry before it in `disk` that the queue has, so the queue keeps
+/// its own order and the newcomers take their place in the file's; returns the newcomers.
+fn merge_in(queue: &mut Vec<Outgoing>, disk: Vec<Outgoing>) -> Vec<Outgoing> {
+    let mut taken = Vec::new();
+    let mut at = 0;
+    for entry in disk {
+        match queue.iter().position(|q| q.client_id == entry.client_id) {
+            Some(i) => at = at.max(i + 1),
+            None => {
+                queue.insert(at, entry.clone());
+                taken.push(entry);
+                at += 1;
+            }
+        }
+    }
+    taken
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(id: &str) -> Outgoing {
+        Outgoing {
+            client_id: ClientId::parse(id).unwrap(),
+            receiver: None,
+            text: id.to_owned(),
+            typed_at: None,
+        }
+    }
+
+    fn ids(q: &[Outgoing]) -> Vec<&str> {
+        q.iter().map(|o| o.client_id.as_str()).collect()
+    }
+
+    #[test]
+    fn merging_takes_newcomers_in_the_files_order_and_nothing_twice() {
+        let mut queue = vec![out("a"), out("c"), out("x")];
+        let taken = merge_in(
+            &mut queue,
+            vec![out("s1"), out("a"), out("b"), out("c"), out("d")],
+        );
+        assert_eq!(ids(&taken), ["s1", "b", "d"]);
+        // "x" is no longer in the file (another process got it stored): it stays.
+        assert_eq!(ids(&queue), ["s1", "a", "b", "c", "d", "x"]);
+        assert!(merge_in(&mut queue, vec![out("a"), out("d")]).is_empty());
+        assert_eq!(ids(&queue), ["s1", "a", "b", "c", "d", "x"]);
     }
 }
