@@ -83,6 +83,15 @@ pub async fn run(options: ChatOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The server as the top bar names it: `host:port`, and `(unencrypted)` after it when the
+/// link is plain http:// off this machine, said where it is always in sight.
+pub fn server_label(server: &ServerUrl) -> String {
+    match crate::net::tls::cleartext_warning(server) {
+        Some(_) => format!("{} (unencrypted)", server.host()),
+        None => server.host().to_owned(),
+    }
+}
+
 /// What to say on leaving with `count` messages still in `identity`'s outbox.
 pub fn kept_notice(count: usize, identity: &Username) -> Option<String> {
     let (messages, go) = match count {
@@ -104,11 +113,7 @@ async fn event_loop(
     let size = term.size().context("reading the terminal size")?;
     let offset = *chrono::Local::now().offset();
     let mut app = App::new(AppConfig {
-        // Said where it is always in sight: this link is not private.
-        server: match options.warning {
-            Some(_) => format!("{} (unencrypted)", options.server.host()),
-            None => options.server.host().to_owned(),
-        },
+        server: server_label(&options.server),
         name,
         to: options.to.clone(),
         color: color_allowed(),
@@ -219,5 +224,18 @@ impl Runner {
             return;
         }
         let _ = self.cmds.send(cmd).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_top_bar_says_when_the_link_is_in_clear() {
+        let label = |s: &str| server_label(&ServerUrl::parse(s).unwrap());
+        assert_eq!(label("http://10.0.0.5:8000"), "10.0.0.5:8000 (unencrypted)");
+        assert_eq!(label("https://chat.example:8443"), "chat.example:8443");
+        assert_eq!(label("127.0.0.1:8000"), "127.0.0.1:8000");
     }
 }
