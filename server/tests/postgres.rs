@@ -404,22 +404,38 @@ async fn all_messages(server: &TestServer, token: &str) -> Vec<Message> {
     panic!("more than a million messages");
 }
 
+/// The processes of [`start_together`], killed when this goes, so a failed assertion (or a
+/// server that did not start) leaves none behind.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Spawns `n` servers on `url` at the same moment (all started before any is waited for);
 /// their addresses once each listens, and the processes.
-fn start_together(url: &str, n: usize) -> (Vec<String>, Vec<std::process::Child>) {
-    let mut children: Vec<_> = (0..n)
-        .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_natter-server"))
-                .args(["--bind", "127.0.0.1:0", "--db", url])
-                .args(["--rate-limit", "0", "--register-burst", "0"])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+fn start_together(url: &str, n: usize) -> (Vec<String>, Children) {
+    let mut children = Children(
+        (0..n)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_natter-server"))
+                    .args(["--bind", "127.0.0.1:0", "--db", url])
+                    .args(["--rate-limit", "0", "--register-burst", "0"])
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
     let addrs = children
+        .0
         .iter_mut()
         .map(|child| {
             let mut line = String::new();
@@ -436,26 +452,13 @@ fn start_together(url: &str, n: usize) -> (Vec<String>, Vec<std::process::Child>
     (addrs, children)
 }
 
-/// Kills the processes when dropped, so a failed assertion leaves none behind.
-struct Children(Vec<std::process::Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Three servers started at the same moment on one empty database all come up (the
 /// migration runs once, under its lock), and share it: an account made on one logs in on
 /// another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_starting_together_on_an_empty_database_all_come_up() {
     let db = test_db!();
-    let (addrs, children) = start_together(&db.url(), 3);
-    let _children = Children(children);
+    let (addrs, _children) = start_together(&db.url(), 3);
     let r = http()
         .post(format!("http://{}/api/auth/register", addrs[0]))
         .json(&json!({"username": "alice", "password": common::PASSWORD}))
@@ -489,8 +492,7 @@ async fn ids_become_visible_in_id_order_with_two_writers() {
     const EACH: usize = 200;
     const TOTAL: usize = SENDERS * EACH;
     let db = test_db!();
-    let (addrs, children) = start_together(&db.url(), 2);
-    let _children = Children(children);
+    let (addrs, _children) = start_together(&db.url(), 2);
     let register = |name: String| {
         let url = format!("http://{}/api/auth/register", addrs[0]);
         async move {
@@ -600,12 +602,16 @@ async fn readyz_and_sends_follow_the_database() {
     assert!(started.elapsed() < WAIT);
     ws.send_json(json!({"message": "during, by ws", "client_id": "w1"}))
         .await;
-    match ws.next_frame().await {
-        ServerFrame::Error { error, client_id } => {
-            assert_eq!(error.code.as_str(), "storage_unavailable");
-            assert_eq!(client_id.as_deref(), Some("w1"));
+    loop {
+        match ws.next_frame().await {
+            ServerFrame::Presence { .. } => continue,
+            ServerFrame::Error { error, client_id } => {
+                assert_eq!(error.code.as_str(), "storage_unavailable");
+                assert_eq!(client_id.as_deref(), Some("w1"));
+                break;
+            }
+            other => panic!("unexpected frame {other:?}"),
         }
-        other => panic!("unexpected frame {other:?}"),
     }
 
     db.set_reachable(true);
