@@ -291,6 +291,61 @@ async fn same_client_id_stores_once_across_transports() {
     assert_eq!(server.history(&a).await.len(), 4);
 }
 
+/// Twenty sends with one client_id written back to back on one WebSocket (pipelined, behind
+/// filler, so they share a group commit) and five more over REST at the same time: one
+/// message is stored, every send is answered with it, and one row exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_with_one_client_id_store_once() {
+    const FILLER: usize = 300;
+    let db = test_db!();
+    let server = db.server(&[]);
+    let a = server.register("alice").await;
+    let (mut ws, _) = server.connect(&a, None).await;
+    let rest: Vec<_> = (0..5)
+        .map(|i| {
+            let (url, token) = (server.url("/api/chat/messages/"), a.clone());
+            tokio::spawn(async move {
+                let r = http()
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"text": format!("rest {i}"), "client_id": "same"}))
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    // Filler first, so the writer is busy committing when the retries arrive and they
+    // queue up into one batch together.
+    for i in 0..FILLER {
+        ws.send_json(json!({"message": format!("filler {i}")}))
+            .await;
+    }
+    for i in 0..20 {
+        ws.send_json(json!({"message": format!("ws {i}"), "client_id": "same"}))
+            .await;
+    }
+    let mut ids = BTreeSet::new();
+    // An answer to each frame (and the REST message's broadcast, if it was stored first).
+    for _ in 0..FILLER + 20 {
+        let m = ws.next_message().await;
+        if m.client_id.is_some() {
+            ids.insert(m.id.0);
+        }
+    }
+    let mut created = 0;
+    for r in rest {
+        let (status, body) = r.await.unwrap();
+        assert!(status == 200 || status == 201, "{status} {body}");
+        created += usize::from(status == 201);
+        ids.insert(body["id"].as_i64().unwrap());
+    }
+    assert!(created <= 1);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(server.history(&a).await.len(), FILLER + 1);
+}
+
 /// `?after=N` replays exactly the visible messages after N, then goes live: no gap, no
 /// duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
