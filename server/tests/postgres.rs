@@ -472,6 +472,27 @@ impl Drop for Children {
     }
 }
 
+/// SIGTERM drains and exits 0 on PostgreSQL too (the writer task finishes what is queued),
+/// and a server started after it finds everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_cleanly_and_keeps_everything() {
+    let db = test_db!();
+    let mut server = db.server(&[]);
+    let token = server.register("alice").await;
+    for i in 0..10 {
+        assert_eq!(
+            server
+                .post(&token, json!({"text": format!("m{i}")}))
+                .await
+                .0,
+            201
+        );
+    }
+    assert!(server.terminate().success());
+    server.restart();
+    assert_eq!(all_messages(&server, &token).await.len(), 10);
+}
+
 /// Spawns `n` servers on `url` at the same moment (all started before any is waited for);
 /// their addresses once each listens, and the processes.
 fn start_together(url: &str, n: usize) -> (Vec<String>, Children) {
