@@ -14,10 +14,11 @@
 //!
 //! Layout: `target` (what `--db` names: a file or a `postgres://` URL), `sqlite` (the file,
 //! its writer thread, its migrations, its lock), `postgres` (the database, its writer task,
-//! its migrations), `health` (whether writes can commit now; read through
-//! [`Store::condition`]).
+//! its migrations), `migrate` (copying a SQLite database into PostgreSQL), `health` (whether
+//! writes can commit now; read through [`Store::condition`]).
 
 mod health;
+mod migrate;
 mod postgres;
 mod sqlite;
 mod target;
@@ -30,6 +31,7 @@ use natter_shared::{Message, MessageId, Username};
 use tokio::sync::{mpsc, oneshot};
 
 pub use health::Condition;
+pub use migrate::{Copied, sqlite_to_postgres};
 pub use target::{DbTarget, PgTarget, TargetError};
 
 /// Writes that may wait for the writer before senders feel backpressure.

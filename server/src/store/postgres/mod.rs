@@ -10,8 +10,10 @@
 //! put it behind a TLS tunnel otherwise.
 //!
 //! Layout: `schema` (whose database this is, migrations under an advisory lock), `writer`
-//! (the group-committing task, message ids from a counter row).
+//! (the group-committing task, message ids from a counter row), `import` (writing a copied
+//! database in, for `migrate`).
 
+pub(super) mod import;
 mod schema;
 mod writer;
 
@@ -97,7 +99,7 @@ pub(super) fn open(
 /// Runs `f`'s future to completion on a runtime of its own, on a thread of its own: start-up
 /// is synchronous (`Server::open`), and blocking a thread of the caller's runtime on a
 /// future of that same runtime could wait forever on a current-thread runtime.
-fn on_own_runtime<T, F, Fut>(shown: &str, f: F) -> Result<T, StoreError>
+pub(super) fn on_own_runtime<T, F, Fut>(shown: &str, f: F) -> Result<T, StoreError>
 where
     T: Send,
     F: FnOnce() -> Fut + Send,

@@ -6,8 +6,10 @@
 //! WAL lets run beside the writer.
 //!
 //! Layout: `writer` (the group-committing thread), `schema` (whose file this is,
-//! migrations), `file` (the lock beside the database, "is the file still at its path").
+//! migrations), `file` (the lock beside the database, "is the file still at its path"),
+//! `export` (reading it all out, for `migrate`).
 
+pub(super) mod export;
 mod file;
 mod schema;
 mod writer;

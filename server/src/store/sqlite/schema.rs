@@ -13,7 +13,7 @@ use super::{StoreError, open_reason};
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
 // Kept at `store/migrations/`, where they always were (tests read them from there).
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+pub(super) const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
 
 /// natter's `PRAGMA application_id`: the ASCII bytes "natt". Written into every database
 /// at start (the header's bytes 68..72), checked before anything else is read.
