@@ -34,8 +34,8 @@ pub enum Tool {
     /// client_ids, in one transaction; prints the counts. For example `natter-server migrate
     /// --from natter.db --to postgres://natter@db/natter`, then serve with that URL as --db.
     Migrate {
-        /// The natter SQLite file to copy; it is only read. Stop the server on it first: what
-        /// it writes after the copy starts is not copied.
+        /// The natter SQLite file to copy; it is only read. Refused while a natter-server is
+        /// running on it: stop that first.
         #[arg(long, value_name = "PATH")]
         from: PathBuf,
         /// The PostgreSQL database to copy into, postgres://USER[:PASSWORD]@HOST[:PORT]/NAME.

@@ -787,10 +787,11 @@ fn migrate(from: &std::path::Path, to: &str) -> std::process::Output {
         .unwrap()
 }
 
-/// `migrate` copies a SQLite database into an empty PostgreSQL one: a server on it then
-/// has the same history for each user (ids, direct messages), the old tokens and passwords
-/// work, a client_id retry is still a duplicate, and new ids and accounts follow the copied
-/// ones. A second migrate into it is refused in one line.
+/// `migrate` copies a SQLite database into an empty PostgreSQL one (and refuses while a
+/// server runs on the file): a server on the copy has the same history for each user (ids,
+/// direct messages), the old tokens and passwords work, a client_id retry is still a
+/// duplicate, and new ids and accounts follow the copied ones. A second migrate into it is
+/// refused in one line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_copies_a_sqlite_database_into_an_empty_one() {
     let db = test_db!();
@@ -804,6 +805,12 @@ async fn migrate_copies_a_sqlite_database_into_an_empty_one() {
         .await;
     sqlite.post(&b, json!({"text": "hi"})).await;
     let (before_a, before_b) = (sqlite.history(&a).await, sqlite.history(&b).await);
+    // Not while a server is using the file: it would go on writing what the copy misses.
+    let out = migrate(&sqlite.db_path(), &db.url());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("another natter-server is using it"), "{err}");
     assert!(sqlite.terminate().success());
 
     let out = migrate(&sqlite.db_path(), &db.url());

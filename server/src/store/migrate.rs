@@ -2,8 +2,8 @@
 //! with their password hashes, tokens, and messages with their ids, timestamps and
 //! client_ids — so a team that started on the default keeps its history when it moves.
 //!
-//! The SQLite side reads one snapshot (a read transaction; a server may keep running on the
-//! file, but what it writes after the snapshot is not copied). The PostgreSQL side is one
+//! The SQLite side reads one snapshot, holding the file's lock (a server running on it is
+//! refused, as a second server would be). The PostgreSQL side is one
 //! transaction holding the message counter row, so no server can write there meanwhile, and
 //! a failed copy leaves the target as empty as it was. The SQL of each side stays in its
 //! backend (`sqlite::export`, `postgres::import`); this module only moves rows across.

@@ -1,10 +1,12 @@
 //! Reading a whole natter database out, for `migrate`: one read transaction, so every row
-//! comes from the same snapshot even while a server keeps writing to the file.
+//! comes from one snapshot, under the database's lock, so no server writes to the file (or
+//! starts on it) while it is copied.
 
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::file::DbLock;
 use super::{open_reason, schema};
 use crate::store::StoreError;
 use crate::store::migrate::{MessageRow, TokenRow, UserRow};
@@ -12,6 +14,9 @@ use crate::store::migrate::{MessageRow, TokenRow, UserRow};
 /// An open source database, inside its read transaction.
 pub(in crate::store) struct Source {
     conn: Connection,
+    /// `None` when the lock file cannot be created (a read-only copy in a read-only
+    /// directory, which no server can be writing to either).
+    _lock: Option<DbLock>,
 }
 
 impl Source {
@@ -21,6 +26,12 @@ impl Source {
         let open_err = |source: rusqlite::Error| StoreError::Open {
             path: path.to_owned(),
             reason: open_reason(&source),
+        };
+        // A copy of a file a server is still writing would miss what it writes next.
+        let lock = match DbLock::acquire(path) {
+            Ok(lock) => Some(lock),
+            Err(e @ StoreError::InUse { .. }) => return Err(e),
+            Err(_) => None,
         };
         let conn = Connection::open_with_flags(
             path,
@@ -42,7 +53,7 @@ impl Source {
             });
         }
         conn.execute_batch("BEGIN").map_err(open_err)?;
-        Ok(Source { conn })
+        Ok(Source { conn, _lock: lock })
     }
 
     pub(in crate::store) fn users(&self) -> Result<Vec<UserRow>, StoreError> {
