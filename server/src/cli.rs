@@ -1,14 +1,18 @@
 //! The command line's conventions, for the flags `main.rs` defines: a usage error is one line
 //! on stderr (`natter-server: …`) with [`EXIT_USAGE`], not clap's four; `--help` and
 //! `--version` stay clap's, whole, on stdout with 0; the [`Tool`] subcommands print a
-//! completion script or a manual page instead of serving. With no subcommand the binary
-//! serves, as it always has; the flags and serving stay in `main.rs`.
+//! completion script or a manual page, or copy a SQLite database into PostgreSQL, instead of
+//! serving. With no subcommand the binary serves, as it always has; the flags and serving
+//! stay in `main.rs`.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use clap_complete::Shell;
+
+use crate::store::DbTarget;
 
 /// The exit code of a usage error (clap's own).
 pub const EXIT_USAGE: u8 = 2;
@@ -23,6 +27,21 @@ pub enum Tool {
     Completions {
         /// The shell.
         shell: Shell,
+    },
+    /// Copy a SQLite database into an empty PostgreSQL database, instead of serving.
+    ///
+    /// Users with their password hashes, tokens, and messages with their ids, timestamps and
+    /// client_ids, in one transaction; prints the counts. For example `natter-server migrate
+    /// --from natter.db --to postgres://natter@db/natter`, then serve with that URL as --db.
+    Migrate {
+        /// The natter SQLite file to copy; it is only read. Refused while a natter-server is
+        /// running on it: stop that first.
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+        /// The PostgreSQL database to copy into, postgres://USER[:PASSWORD]@HOST[:PORT]/NAME.
+        /// It must exist and hold no natter users or messages.
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
     /// Print the manual page, natter-server(1) or a subcommand's, as roff on stdout, instead
     /// of serving.
@@ -54,6 +73,7 @@ impl Tool {
     /// Prints what was asked for; `cmd` is the whole command line (`Args::command()`).
     pub fn run(self, cmd: clap::Command) -> ExitCode {
         let bytes = match self {
+            Tool::Migrate { from, to } => return migrate(&from, &to),
             Tool::Completions { shell } => {
                 let mut script = Vec::new();
                 clap_complete::generate(shell, &mut cmd.clone(), "natter-server", &mut script);
@@ -73,6 +93,37 @@ impl Tool {
                 eprintln!("natter-server: cannot write to stdout: {e}");
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+/// `migrate`: the copy, then one line with the counts; or one line saying why not.
+fn migrate(from: &Path, to: &str) -> ExitCode {
+    let target = match DbTarget::parse(to) {
+        Ok(DbTarget::Postgres(pg)) => pg,
+        Ok(DbTarget::Sqlite(_)) => {
+            eprintln!("natter-server: --to must be a postgres:// or postgresql:// URL");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(e) => {
+            eprintln!("natter-server: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match crate::store::sqlite_to_postgres(from, &target) {
+        Ok(copied) => {
+            println!(
+                "copied {} users, {} tokens and {} messages from {} to {target}",
+                copied.users,
+                copied.tokens,
+                copied.messages,
+                from.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("natter-server: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,18 +1,18 @@
 //! Server settings with their defaults. `main.rs` fills them from flags and environment;
 //! tests build them directly.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use natter_shared::validate::MAX_TEXT_CHARS;
 
+use crate::store::DbTarget;
 use crate::tls::TlsFiles;
 
 /// Everything [`crate::Server::open`] needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The SQLite database file; created if missing.
-    pub db_path: PathBuf,
+    /// The database: a SQLite file (created if missing) or a PostgreSQL database.
+    pub db: DbTarget,
     /// Messages per second one user may send (all connections and REST together); 0 = no limit.
     pub rate_per_sec: u32,
     /// How many messages a user may send at once before the rate applies.
@@ -62,15 +62,16 @@ pub struct Config {
     pub pause_writes: Option<tokio::sync::watch::Receiver<bool>>,
     /// Test only: SQLite's `max_page_count` for the database, so a test can fill it and see
     /// `storage_full` without a tiny filesystem. `None` (the default) leaves SQLite's limit.
+    /// Refused with PostgreSQL.
     #[doc(hidden)]
     pub max_page_count: Option<u32>,
 }
 
 impl Config {
-    /// Defaults with the given database file.
-    pub fn new(db_path: impl Into<PathBuf>) -> Self {
+    /// Defaults with the given database (a path converts to a SQLite file).
+    pub fn new(db: impl Into<DbTarget>) -> Self {
         Config {
-            db_path: db_path.into(),
+            db: db.into(),
             rate_per_sec: 20,
             rate_burst: 40,
             login_burst: 10,

@@ -115,9 +115,9 @@ impl ServerError {
             // The writer is gone: the server is stopping.
             ServerError::Store(StoreError::Closed) => ErrorCode::ShuttingDown,
             // Open: a read connection could not open the file (deleted while running).
-            ServerError::Store(StoreError::Unavailable | StoreError::Open { .. }) => {
-                ErrorCode::StorageUnavailable
-            }
+            ServerError::Store(
+                StoreError::Unavailable | StoreError::Open { .. } | StoreError::Connect { .. },
+            ) => ErrorCode::StorageUnavailable,
             ServerError::Store(_) | ServerError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -167,7 +167,7 @@ impl ServerError {
 fn store_message(e: &StoreError) -> &'static str {
     match e {
         StoreError::Full => "the server's disk is full; nothing was stored, retry later",
-        StoreError::Unavailable | StoreError::Open { .. } => {
+        StoreError::Unavailable | StoreError::Open { .. } | StoreError::Connect { .. } => {
             "the server cannot write its database right now; nothing was stored, retry later"
         }
         _ => "internal error",

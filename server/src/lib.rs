@@ -1,4 +1,4 @@
-//! natter-server: chat over REST and WebSocket on one port, stored in SQLite.
+//! natter-server: chat over REST and WebSocket on one port, stored in SQLite or PostgreSQL.
 //!
 //! Data flows one way: socket → connection task (`ws::connection`) or REST handler
 //! (`http::*`) → store writer (commit) → hub (fan-out) → each connection's queue → socket.
@@ -14,7 +14,8 @@
 //!   and `canned` (the JSON body for the 400 and 431 hyper sends by itself).
 //! - [`ws`]: the WebSocket upgrade and the per-connection loop.
 //! - [`hub`]: connected users, per-connection bounded queues, who receives what.
-//! - [`store`]: SQLite, migrations, the group-committing writer thread.
+//! - [`store`]: the `Store` handle over SQLite or PostgreSQL (`store::DbTarget`), migrations,
+//!   the group-committing writers.
 //! - [`auth`]: password hashing, tokens, request authentication.
 //! - [`rate`]: token buckets: send rate, login and registration throttles.
 //! - [`limits`]: caps on open connections (WebSockets in all and per user, plain HTTP).

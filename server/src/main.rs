@@ -14,11 +14,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use natter_server::cli::Tool;
+use natter_server::store::DbTarget;
 use natter_server::tls::{CertReloader, TlsFiles};
 use natter_server::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
-/// natter chat server: REST under /api/, WebSocket at /ws/chat/, messages stored in SQLite.
+/// natter chat server: REST under /api/, WebSocket at /ws/chat/, messages stored in SQLite
+/// or PostgreSQL.
 #[derive(Debug, Parser)]
 #[command(version, about, args_override_self = true)]
 struct Args {
@@ -28,9 +30,11 @@ struct Args {
     /// Address to listen on (port 0 picks a free port; the chosen one is printed).
     #[arg(long, env = "NATTER_BIND", default_value = "127.0.0.1:8000")]
     bind: SocketAddr,
-    /// SQLite database file; created and migrated if needed.
-    #[arg(long, env = "NATTER_DB", default_value = "natter.db")]
-    db: PathBuf,
+    /// The database: a SQLite file (created and migrated if needed), or a PostgreSQL
+    /// database as postgres://USER[:PASSWORD]@HOST[:PORT]/NAME (it must exist; its tables
+    /// are created and migrated if needed).
+    #[arg(long, env = "NATTER_DB", default_value = "natter.db", value_name = "PATH|URL", value_parser = DbArg)]
+    db: DbTarget,
     /// Messages per second one user may send; 0 turns the limit off.
     #[arg(long, env = "NATTER_RATE_LIMIT", default_value_t = 20)]
     rate_limit: u32,
@@ -105,6 +109,32 @@ struct Args {
     test_max_page_count: Option<u32>,
 }
 
+/// Parses `--db`: a `postgres://` URL, else a path (which, as before, need not be UTF-8).
+#[derive(Clone)]
+struct DbArg;
+
+impl clap::builder::TypedValueParser for DbArg {
+    type Value = DbTarget;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<DbTarget, clap::Error> {
+        match value.to_str() {
+            Some(s) => DbTarget::parse(s).map_err(|e| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("invalid value for --db: {e}\n"),
+                )
+                .with_cmd(cmd)
+            }),
+            None => Ok(DbTarget::Sqlite(PathBuf::from(value))),
+        }
+    }
+}
+
 /// Crates whose trace level prints WebSocket payloads, i.e. message text, direct messages
 /// included: tungstenite logs every message it reads ("Received message {text}") and every
 /// frame with its payload in hex, at trace; its debug events are handshake and close-frame
@@ -156,7 +186,13 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let mut config = Config::new(&args.db);
+    if args.test_max_page_count.is_some() && matches!(args.db, DbTarget::Postgres(_)) {
+        anyhow::bail!(
+            "--test-max-page-count applies to SQLite files only, not to {}",
+            args.db
+        );
+    }
+    let mut config = Config::new(args.db.clone());
     config.rate_per_sec = args.rate_limit;
     config.rate_burst = args.rate_burst;
     config.login_burst = args.login_burst;
@@ -211,10 +247,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // Scripts read the address up to the first comma; anything new goes at the end.
     println!(
         "natter-server listening on {addr}, database {}{}",
-        args.db.display(),
+        args.db,
         if is_tls { ", TLS" } else { "" }
     );
-    tracing::info!(%addr, db = %args.db.display(), tls = is_tls, "listening");
+    tracing::info!(%addr, db = %args.db, tls = is_tls, "listening");
     if let Some((listener, handle)) = metrics {
         let metrics_addr = listener
             .local_addr()

@@ -31,7 +31,7 @@ use crate::hub::Hub;
 use crate::limits::{ConnectionLimits, HttpSlot};
 use crate::rate::RateLimiter;
 use crate::state::AppState;
-use crate::store::Store;
+use crate::store::{Store, WriterHandle};
 use crate::tls::{CertReloader, Tls};
 
 /// How long a connection past the HTTP cap may take to send its one request's head.
@@ -40,7 +40,7 @@ const OVER_CAP_TIMEOUT: Duration = Duration::from_secs(2);
 /// A server with its database open, ready to serve.
 pub struct Server {
     state: Arc<AppState>,
-    writer: std::thread::JoinHandle<()>,
+    writer: WriterHandle,
     /// The TLS acceptor and certificate, when serving TLS.
     tls: Option<Tls>,
 }
@@ -55,7 +55,7 @@ impl Server {
         let hub = Arc::new(Hub::new(config.queue_capacity, config.recent_bytes));
         let publisher = Arc::clone(&hub);
         let (store, writer) = Store::open(
-            &config.db_path,
+            &config.db,
             config.max_page_count,
             Box::new(move |messages| publisher.publish(messages)),
         )?;
@@ -159,7 +159,7 @@ impl Server {
         // Every task is done, so this is the last `Store` handle: dropping it lets the writer
         // commit what is queued and exit.
         drop(state);
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        writer.finished().await;
         tracing::info!("stopped");
     }
 }

@@ -12,7 +12,8 @@ use rusqlite::Connection;
 use super::{StoreError, open_reason};
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+// Kept at `store/migrations/`, where they always were (tests read them from there).
+pub(super) const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
 
 /// natter's `PRAGMA application_id`: the ASCII bytes "natt". Written into every database
 /// at start (the header's bytes 68..72), checked before anything else is read.
@@ -90,7 +91,7 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     let applied = usize::try_from(version).unwrap_or(usize::MAX);
     if applied > MIGRATIONS.len() {
         return Err(StoreError::TooNew {
-            path: path.to_owned(),
+            db: path.display().to_string(),
             found: version,
             known: MIGRATIONS.len(),
         });

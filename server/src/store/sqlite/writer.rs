@@ -22,44 +22,14 @@ use std::sync::Arc;
 use natter_shared::protocol::SendMessage;
 use natter_shared::{Message, MessageId, Timestamp, Username};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::file::{DbFile, DbLock};
-use super::health::{Condition, Health};
-use super::{RegisterOutcome, SendOutcome, StoreError, User, UserId, message_from_row};
-
-/// Most writes in one transaction: bounds how long the first of them waits.
-const MAX_BATCH: usize = 2048;
-
-/// Called with each committed batch's new messages, in id order, before the senders are
-/// answered. Runs on the writer thread, so it must not block.
-pub type OnCommit = Box<dyn Fn(&[Message]) + Send + 'static>;
-
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// One queued write.
-pub(super) enum Write {
-    Message {
-        sender: User,
-        message: SendMessage,
-        reply: Reply<SendOutcome>,
-    },
-    Register {
-        username: Username,
-        password_hash: String,
-        token_hash: [u8; 32],
-        reply: Reply<RegisterOutcome>,
-    },
-    AddToken {
-        user: UserId,
-        token_hash: [u8; 32],
-        reply: Reply<()>,
-    },
-    RemoveToken {
-        token_hash: [u8; 32],
-        reply: Reply<()>,
-    },
-}
+use super::message_from_row;
+use crate::store::health::{Condition, Health};
+use crate::store::{
+    MAX_BATCH, OnCommit, RegisterOutcome, Reply, SendOutcome, StoreError, User, UserId, Write,
+};
 
 /// What applying a write produced, waiting for the commit to be answered.
 enum Applied {
@@ -531,8 +501,10 @@ mod tests {
 
     use std::sync::Mutex;
 
+    use tokio::sync::oneshot;
+
     use super::*;
-    use crate::store::{OpenFlags, configure, connect, schema};
+    use crate::store::sqlite::{OpenFlags, configure, connect, schema};
 
     /// A writer on a fresh database in `dir`, with one user; `on_commit` records texts.
     fn writer(dir: &std::path::Path, committed: Arc<Mutex<Vec<String>>>) -> (Writer, User) {
