@@ -65,6 +65,9 @@ pub struct Config {
     /// Refused with PostgreSQL.
     #[doc(hidden)]
     pub max_page_count: Option<u32>,
+    /// Test only: PostgreSQL batches whose commit is answered as lost (see
+    /// `store::TestHooks`).
+    pub lost_commit_answers: u32,
 }
 
 impl Config {
@@ -93,6 +96,7 @@ impl Config {
             tls: None,
             pause_writes: None,
             max_page_count: None,
+            lost_commit_answers: 0,
         }
     }
 }

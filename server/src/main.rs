@@ -107,6 +107,9 @@ struct Args {
     /// Test only (hidden): cap the database at this many pages so tests can fill it.
     #[arg(long, hide = true)]
     test_max_page_count: Option<u32>,
+    /// Test only (hidden): PostgreSQL answers this many committed batches as lost.
+    #[arg(long, hide = true, default_value_t = 0)]
+    test_lost_commit_answers: u32,
 }
 
 /// Parses `--db`: a `postgres://` URL, else a path (which, as before, need not be UTF-8).
@@ -210,6 +213,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     config.ping_interval = config.idle_timeout / 3;
     config.write_timeout = std::time::Duration::from_secs(args.write_timeout);
     config.max_page_count = args.test_max_page_count;
+    config.lost_commit_answers = args.test_lost_commit_answers;
     // clap's `requires` makes these both or neither.
     config.tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),

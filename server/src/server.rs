@@ -56,7 +56,10 @@ impl Server {
         let publisher = Arc::clone(&hub);
         let (store, writer) = Store::open(
             &config.db,
-            config.max_page_count,
+            crate::store::TestHooks {
+                max_page_count: config.max_page_count,
+                lost_commit_answers: config.lost_commit_answers,
+            },
             Box::new(move |messages| publisher.publish(messages)),
         )?;
         hub.stored_up_to(store.newest_message_id()?);

@@ -851,3 +851,51 @@ async fn migrate_copies_a_sqlite_database_into_an_empty_one() {
         "{err}"
     );
 }
+
+/// A batch whose COMMIT reply is lost (here a test hook: the commit goes through, the
+/// sender is told 503 and nothing is published) has still stored its message. A live
+/// reader must get it all the same, before anything sent after it, exactly once: a socket
+/// that skipped it would resume after a later id and never see it. Filled by the next
+/// batch (under the counter lock) or, with no next batch, by the idle probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_was_lost_still_reaches_live_readers() {
+    let db = test_db!();
+    let mut server = db.server(&["--test-lost-commit-answers", "1"]);
+    let [a, b] = server.register_all(["alice", "bob"]).await;
+    let (mut wb, _) = server.connect(&b, None).await;
+
+    // Lost answer, then another message at once: the next batch publishes both, in order.
+    let (status, body) = server
+        .post(&a, json!({"text": "lost one", "client_id": "l1"}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = server
+        .post(&a, json!({"text": "after it", "client_id": "l2"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(wb.next_message().await.text, "lost one");
+    assert_eq!(wb.next_message().await.text, "after it");
+
+    // Lost answer and nothing after it: the idle probe publishes it. (A new process, whose
+    // hook loses one answer again.)
+    server.kill9();
+    server.restart();
+    let (mut wb, _) = server.connect(&b, Some(2)).await;
+    let (status, _) = server
+        .post(&a, json!({"text": "lost alone", "client_id": "l3"}))
+        .await;
+    assert_eq!(status, 503);
+    assert_eq!(wb.next_message().await.text, "lost alone");
+
+    // The sender's retry gets the stored message back, and nothing is stored twice.
+    let (status, body) = server
+        .post(&a, json!({"text": "lost one", "client_id": "l1"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let texts: Vec<String> = all_messages(&server, &b)
+        .await
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["lost one", "after it", "lost alone"]);
+}

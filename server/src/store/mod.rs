@@ -247,16 +247,29 @@ enum Reads {
     Postgres(postgres::Reads),
 }
 
+/// Faults a test can ask the store for; [`Default`] is none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TestHooks {
+    /// SQLite's `max_page_count`, so a test can fill the database.
+    pub max_page_count: Option<u32>,
+    /// PostgreSQL: the first this many batches that commit a new message are answered as if
+    /// the COMMIT's
+    /// reply was lost (a cut connection, a timeout): 503 to their senders, nothing
+    /// published, the connection dropped, so a test can see the gap filled.
+    pub lost_commit_answers: u32,
+}
+
 impl Store {
     /// Opens (creating if needed) and migrates the database, and starts its writer. Returns
-    /// the store and the writer's handle. `max_page_count` is for tests (SQLite's page limit,
-    /// to make the database full on purpose); pass `None`. With PostgreSQL this must be
-    /// called inside a tokio runtime, which the writer task then runs on.
+    /// the store and the writer's handle. `hooks` are for tests; pass the default. With
+    /// PostgreSQL this must be called inside a tokio runtime, which the writer task then
+    /// runs on.
     pub fn open(
         target: &DbTarget,
-        max_page_count: Option<u32>,
+        hooks: TestHooks,
         on_commit: OnCommit,
     ) -> Result<(Store, WriterHandle), StoreError> {
+        let max_page_count = hooks.max_page_count;
         let health = Arc::new(health::Health::default());
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let (reads, writer) = match target {
@@ -273,7 +286,13 @@ impl Store {
                         reason: "a page limit applies to SQLite files only".into(),
                     });
                 }
-                let (reads, task) = postgres::open(pg, on_commit, rx, Arc::clone(&health))?;
+                let (reads, task) = postgres::open(
+                    pg,
+                    on_commit,
+                    rx,
+                    Arc::clone(&health),
+                    hooks.lost_commit_answers,
+                )?;
                 (Reads::Postgres(reads), WriterJoin::Task(task))
             }
         };

@@ -51,6 +51,7 @@ pub(super) fn open(
     on_commit: OnCommit,
     rx: mpsc::Receiver<Write>,
     health: Arc<Health>,
+    lost_commit_answers: u32,
 ) -> Result<(Reads, tokio::task::JoinHandle<()>), StoreError> {
     let shown = target.to_string();
     let config = target.config().clone();
@@ -59,12 +60,25 @@ pub(super) fn open(
         schema::migrate(&mut client).await
     })?
     .map_err(|r| r.into_error(shown.clone()))?;
+    // Everything committed so far counts as published: the hub is seeded with the same
+    // number (`Store::newest_message_id`) before anything can write.
+    let config = target.config().clone();
+    let published = on_own_runtime(&shown, || async move {
+        let client = connect(&config).await.map_err(read_error)?;
+        newest_id_in(&client).await
+    })??;
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::Connect {
         target: shown.clone(),
         reason: "the PostgreSQL store needs a tokio runtime".into(),
     })?;
     let task = runtime.spawn(writer::run(
-        writer::Writer::new(target.config().clone(), health, on_commit),
+        writer::Writer::new(
+            target.config().clone(),
+            health,
+            on_commit,
+            published,
+            lost_commit_answers,
+        ),
         rx,
     ));
     let manager = Manager::from_config(

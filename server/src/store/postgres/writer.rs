@@ -18,6 +18,13 @@
 //! anyway is a storage fault or a bug, and fails the whole batch: nothing in it is
 //! acknowledged.
 //!
+//! **Nothing committed goes unpublished.** A batch whose COMMIT reply is lost (a cut
+//! connection, a timeout) may have committed all the same; its senders were told 503 and
+//! `on_commit` never saw its messages, so live sockets would skip them for good (a client
+//! resumes after the newest id it saw). The writer therefore remembers the newest id it has
+//! published, and whenever the counter is past it (read under the row lock in a batch, or
+//! by the idle probe) it reads the ids in between and publishes them first, in order.
+//!
 //! A PostgreSQL out of reach fails writes as [`StoreError::Unavailable`]; the connection is
 //! then made anew (at most every [`RETRY_INTERVAL`]). While idle the writer probes the
 //! database every [`PROBE_INTERVAL`], so the health flag (and `/readyz`) follows it without
@@ -64,6 +71,10 @@ pub(super) struct Writer {
     health: Arc<Health>,
     on_commit: OnCommit,
     users: UserCache,
+    /// The newest id handed to `on_commit` (or there when the store opened).
+    published: i64,
+    /// Test hook: committed batches still to be answered as if their COMMIT reply was lost.
+    lose_answers: u32,
 }
 
 /// What applying one write produced, waiting for the commit to be answered.
@@ -78,6 +89,8 @@ impl Writer {
         config: tokio_postgres::Config,
         health: Arc<Health>,
         on_commit: OnCommit,
+        published: MessageId,
+        lose_answers: u32,
     ) -> Writer {
         Writer {
             config,
@@ -86,6 +99,16 @@ impl Writer {
             health,
             on_commit,
             users: UserCache::new(),
+            published: published.0,
+            lose_answers,
+        }
+    }
+
+    /// Hands `messages` (in id order, all past `published`) to `on_commit`.
+    fn publish(&mut self, messages: &[Message]) {
+        if let Some(last) = messages.last() {
+            (self.on_commit)(messages);
+            self.published = last.id.0;
         }
     }
 
@@ -123,16 +146,28 @@ impl Writer {
             Ok(c) => c,
             Err(cause) => return self.health.set(Condition::Failing, &cause),
         };
-        match tokio::time::timeout(QUERY_TIMEOUT, client.simple_query("SELECT 1")).await {
-            Ok(Ok(_)) => {
+        let checked =
+            tokio::time::timeout(QUERY_TIMEOUT, unpublished(&client, self.published)).await;
+        match checked {
+            Ok(Ok(missed)) => {
                 self.client = Some(client);
+                if !missed.is_empty() {
+                    // Debug, not warn: with two instances and no bus yet, every batch of
+                    // the other one lands here.
+                    tracing::debug!(
+                        count = missed.len(),
+                        "published messages committed elsewhere or by a lost answer"
+                    );
+                    self.publish(&missed);
+                }
                 // Only a lost database is healed by an answer; a full disk is healed by a
                 // write that fits.
                 if self.health.get() == Condition::Failing {
                     self.health.set(Condition::Writable, "");
                 }
             }
-            Ok(Err(e)) => self.health.set(Condition::Failing, &reason(&e)),
+            Ok(Err(StoreError::Postgres(e))) => self.health.set(Condition::Failing, &reason(&e)),
+            Ok(Err(e)) => self.health.set(Condition::Failing, &e.to_string()),
             Err(_) => self
                 .health
                 .set(Condition::Failing, "PostgreSQL did not answer in time"),
@@ -152,22 +187,42 @@ impl Writer {
                 return;
             }
         };
-        let applied =
-            tokio::time::timeout(QUERY_TIMEOUT, apply(&mut client, batch, &mut self.users)).await;
+        let applied = tokio::time::timeout(
+            QUERY_TIMEOUT,
+            apply(&mut client, batch, &mut self.users, self.published),
+        )
+        .await;
+        let stored_any = matches!(&applied, Ok(Ok((done, _))) if done
+            .iter()
+            .any(|d| matches!(d, Some(Done::Message(Ok(SendOutcome::Stored(_)))))));
+        if self.lose_answers > 0 && stored_any {
+            // Test hook: as if the COMMIT went through but its reply never came back.
+            self.lose_answers -= 1;
+            self.users.clear();
+            drop(client);
+            for w in batch.drain(..) {
+                w.fail(StoreError::Unavailable);
+            }
+            return;
+        }
         match applied {
-            Ok(Ok(done)) => {
+            Ok(Ok((done, missed))) => {
                 self.client = Some(client);
-                let stored: Vec<Message> = done
-                    .iter()
-                    .filter_map(|d| match d {
-                        Some(Done::Message(Ok(SendOutcome::Stored(m)))) => Some(m.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                if !stored.is_empty() {
-                    (self.on_commit)(&stored);
+                if !missed.is_empty() {
+                    // Debug, not warn: with two instances and no bus yet, every batch of
+                    // the other one lands here.
+                    tracing::debug!(
+                        count = missed.len(),
+                        "published messages committed elsewhere or by a lost answer"
+                    );
                 }
-                tracing::debug!(size, stored = stored.len(), "committed batch");
+                let mut out = missed;
+                out.extend(done.iter().filter_map(|d| match d {
+                    Some(Done::Message(Ok(SendOutcome::Stored(m)))) => Some(m.clone()),
+                    _ => None,
+                }));
+                self.publish(&out);
+                tracing::debug!(size, published = out.len(), "committed batch");
                 self.health.set(Condition::Writable, "");
                 for (w, d) in batch.drain(..).zip(done) {
                     answer(w, d);
@@ -262,12 +317,16 @@ struct NewRows {
     client_ids: Vec<Option<String>>,
 }
 
-/// Applies `batch` in one transaction and commits it; each write's outcome, by position.
+/// Applies `batch` in one transaction and commits it; each write's outcome, by position,
+/// and the messages committed before it that were never published (ids past `published`
+/// below the batch's own; see the module documentation).
 async fn apply(
     client: &mut Client,
     batch: &[Write],
     users: &mut UserCache,
-) -> Result<Vec<Option<Done>>, StoreError> {
+    published: i64,
+) -> Result<(Vec<Option<Done>>, Vec<Message>), StoreError> {
+    let mut missed = Vec::new();
     let tx = client.transaction().await?;
     let mut done: Vec<Option<Done>> = batch.iter().map(|_| None).collect();
     // Accounts first, then messages: all of them are answered after the one commit, so
@@ -318,6 +377,10 @@ async fn apply(
             .query_one("SELECT last_id FROM message_counter FOR UPDATE", &[])
             .await?
             .try_get(0)?;
+        if last > published {
+            // Under the row lock every id up to `last` is committed and visible.
+            missed = messages_between(&tx, published, last).await?;
+        }
         look_up_receivers(&tx, &messages, users).await?;
         let earlier = earlier_messages(&tx, &messages).await?;
         let mut in_batch: HashMap<(i64, String), Message> = HashMap::new();
@@ -387,7 +450,38 @@ async fn apply(
         }
     }
     tx.commit().await?;
-    Ok(done)
+    Ok((done, missed))
+}
+
+/// The messages committed past `published`, in id order, read without the row lock: the
+/// counter and the rows it counts commit together, so what it says is there is there.
+async fn unpublished(client: &Client, published: i64) -> Result<Vec<Message>, StoreError> {
+    let last: i64 = client
+        .query_one("SELECT last_id FROM message_counter", &[])
+        .await?
+        .try_get(0)?;
+    if last <= published {
+        return Ok(Vec::new());
+    }
+    messages_between(client, published, last).await
+}
+
+/// The messages with ids in `(after, through]`, in id order.
+async fn messages_between(
+    client: &impl tokio_postgres::GenericClient,
+    after: i64,
+    through: i64,
+) -> Result<Vec<Message>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT m.id, s.username, r.username, m.text, m.created_at, m.client_id \
+             FROM messages m JOIN users s ON s.id = m.sender_id \
+             LEFT JOIN users r ON r.id = m.receiver_id \
+             WHERE m.id > $1 AND m.id <= $2 ORDER BY m.id",
+            &[&after, &through],
+        )
+        .await?;
+    rows.iter().map(message_from_row).collect()
 }
 
 /// Puts every receiver the batch names that is not cached yet into the cache, with one
