@@ -253,9 +253,15 @@ impl Actor {
                 return Ok(e);
             }
         }
-        if let Ok(users) = self.http.users(&s.token).await {
-            self.emit(NetEvent::Users(users)).await;
-        }
+        // Who is online, asked beside the socket rather than before reading it: a server
+        // that freezes right now would otherwise hold this loop, and the badge at LIVE, for
+        // the request's whole timeout before the heartbeat could notice.
+        let users = {
+            let (http, token) = (self.http.clone(), s.token.clone());
+            async move { http.users(&token).await }
+        };
+        let mut users = std::pin::pin!(users);
+        let mut users_pending = true;
         let mut resend_at: Option<Instant> = None;
         let mut resend: Vec<ClientId> = Vec::new();
         // Our own pings: the only way to notice a server that stops answering without
@@ -311,6 +317,12 @@ impl Actor {
                                 (None, _) => self.emit(NetEvent::Error(error.message)).await,
                             }
                         }
+                    }
+                }
+                answered = &mut users, if users_pending => {
+                    users_pending = false;
+                    if let Ok(users) = answered {
+                        self.emit(NetEvent::Users(users)).await;
                     }
                 }
                 cmd = self.cmds.recv() => match cmd {
