@@ -22,13 +22,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use natter_shared::{ClientId, Message, MessageId, Timestamp, Username};
+use natter_shared::{Message, MessageId, Username};
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Row};
 
 use super::health::{Condition, Health};
-use super::{HistoryQuery, OnCommit, PgTarget, StoreError, User, UserId, UserRecord, Write};
+use super::{
+    HistoryQuery, OnCommit, PgTarget, StoreError, StoredMessage, User, UserId, UserRecord, Write,
+};
 
 /// Read connections at most.
 const READERS: usize = 8;
@@ -351,23 +353,16 @@ fn user_from_row(r: &Row) -> Result<User, StoreError> {
 
 /// Columns: id, sender name, receiver name, text, created_at, client_id.
 fn message_from_row(r: &Row) -> Result<Message, StoreError> {
-    let sender: String = r.try_get(1)?;
-    let receiver: Option<String> = r.try_get(2)?;
-    let client_id: Option<String> = r.try_get(5)?;
-    Ok(Message {
-        id: MessageId(r.try_get(0)?),
-        sender_username: parse_stored(&sender, Username::parse)?,
-        receiver_username: receiver
-            .as_deref()
-            .map(|n| parse_stored(n, Username::parse))
-            .transpose()?,
+    StoredMessage {
+        id: r.try_get(0)?,
+        sender: r.try_get(1)?,
+        receiver: r.try_get(2)?,
         text: r.try_get(3)?,
-        created_at: Timestamp::from_unix_millis(r.try_get(4)?),
-        client_id: client_id
-            .as_deref()
-            .map(|c| parse_stored(c, ClientId::parse))
-            .transpose()?,
-    })
+        created_ms: r.try_get(4)?,
+        client_id: r.try_get(5)?,
+    }
+    .into_message()
+    .map_err(|e| StoreError::BadRow(e.to_string()))
 }
 
 /// Values were validated before they were stored; one that no longer parses means a row was

@@ -17,12 +17,12 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use natter_shared::{ClientId, Message, MessageId, Timestamp, Username};
+use natter_shared::{Message, MessageId, Username};
 use rusqlite::{Connection, MAIN_DB, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::mpsc;
 
 use super::health::{Condition, Health};
-use super::{HistoryQuery, OnCommit, StoreError, User, UserId, UserRecord, Write};
+use super::{HistoryQuery, OnCommit, StoreError, StoredMessage, User, UserId, UserRecord, Write};
 
 /// Read connections kept open for reuse.
 const READERS_KEPT: usize = 8;
@@ -300,22 +300,17 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
 
 /// Columns: id, sender name, receiver name, text, created_at, client_id.
 fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
-    let sender: String = r.get(1)?;
-    let receiver: Option<String> = r.get(2)?;
-    let client_id: Option<String> = r.get(5)?;
-    Ok(Message {
-        id: MessageId(r.get(0)?),
-        sender_username: parse_stored(&sender, Username::parse)?,
-        receiver_username: receiver
-            .as_deref()
-            .map(|n| parse_stored(n, Username::parse))
-            .transpose()?,
+    StoredMessage {
+        id: r.get(0)?,
+        sender: r.get(1)?,
+        receiver: r.get(2)?,
         text: r.get(3)?,
-        created_at: Timestamp::from_unix_millis(r.get(4)?),
-        client_id: client_id
-            .as_deref()
-            .map(|c| parse_stored(c, ClientId::parse))
-            .transpose()?,
+        created_ms: r.get(4)?,
+        client_id: r.get(5)?,
+    }
+    .into_message()
+    .map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 
