@@ -131,31 +131,8 @@ fn migrate(from: &Path, to: &str) -> ExitCode {
 /// natter-server(1), or natter-server-SUBCOMMAND(1), as roff; `Err` is the usage error
 /// line for an unknown subcommand.
 fn man_page(cmd: clap::Command, subcommand: Option<&str>) -> Result<Vec<u8>, String> {
-    // Built as clap_mangen's own generate_to does: no `help` subcommand in the list, and
-    // each subcommand named `natter-server-NAME`, as the list refers to it.
-    let mut cmd = cmd.disable_help_subcommand(true);
-    cmd.build();
-    let page = match subcommand {
-        None => cmd,
-        Some(name) => match cmd.find_subcommand(name) {
-            Some(sub) => sub.clone(),
-            None => {
-                let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
-                return Err(format!(
-                    "no subcommand '{name}'; the pages are: {}",
-                    names.join(", ")
-                ));
-            }
-        },
-    };
-    let mut roff = Vec::new();
-    clap_mangen::Man::new(page)
-        // The footer names the program and its version on every page (a subcommand has no
-        // version of its own).
-        .source(format!("natter-server {}", env!("CARGO_PKG_VERSION")))
-        .render(&mut roff)
-        .expect("writing into a Vec cannot fail");
-    Ok(roff)
+    let source = format!("natter-server {}", env!("CARGO_PKG_VERSION"));
+    natter_shared::usage::man_page(cmd, subcommand, source)
 }
 
 /// Writes it all to stdout. A closed pipe (`| head`) is the reader's choice, not an error.

@@ -32,33 +32,9 @@ pub(super) fn completions(shell: Shell) -> Outcome {
 
 /// `natter man [SUBCOMMAND]`: natter(1), or natter-SUBCOMMAND(1), as roff on stdout.
 pub(super) fn man(subcommand: Option<&str>) -> Outcome {
-    // Built as clap_mangen's own generate_to does: no `help` subcommand in the list, and
-    // each subcommand named `natter-NAME`, as the list refers to it.
-    let mut cmd = Cli::command().disable_help_subcommand(true);
-    cmd.build();
-    let page = match subcommand {
-        None => cmd,
-        Some(name) => match cmd.find_subcommand(name) {
-            Some(sub) => sub.clone(),
-            None => {
-                let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
-                return Err(Failure::new(
-                    EXIT_USAGE,
-                    format!(
-                        "no subcommand '{name}'; the pages are: {}",
-                        names.join(", ")
-                    ),
-                ));
-            }
-        },
-    };
-    let mut roff = Vec::new();
-    clap_mangen::Man::new(page)
-        // The footer names the program and its version on every page (a subcommand has no
-        // version of its own).
-        .source(format!("natter {}", env!("CARGO_PKG_VERSION")))
-        .render(&mut roff)
-        .expect("writing into a Vec cannot fail");
+    let source = format!("natter {}", env!("CARGO_PKG_VERSION"));
+    let roff = natter_shared::usage::man_page(Cli::command(), subcommand, source)
+        .map_err(|e| Failure::new(EXIT_USAGE, e))?;
     print(&roff)
 }
 
