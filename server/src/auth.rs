@@ -9,6 +9,12 @@
 //! database keeps only their SHA-256, so a copy of the file grants nothing. A token never
 //! changes owner, so a verified one is cached in memory until it is revoked (logout).
 //! Revoked tokens are also remembered, so that sockets opened with one notice and close.
+//!
+//! With several instances a logout on one must reach the others' caches: the bus carries
+//! each revocation ([`Authenticator::forget`]). While the bus is down a revocation could be
+//! missed, so the cache is not trusted then (every request reads the database), and each
+//! time the bus is lost or regained the *epoch* moves on, which makes every open socket
+//! recheck its token in the database at its next ping.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -216,6 +222,10 @@ pub struct Authenticator {
     tokens: Mutex<Tokens>,
 }
 
+/// What a socket remembers of its last token check: see [`Authenticator::still_valid`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked(u64);
+
 /// A token's SHA-256: what the database and the caches hold.
 pub type TokenHash = [u8; 32];
 
@@ -227,14 +237,81 @@ struct Tokens {
     /// database refuses those tokens anyway; only a socket opened before its token was
     /// revoked would then stay open until it closes.
     revoked: HashSet<TokenHash>,
+    /// Whether `valid` may answer without the database: always for one instance; for
+    /// several, only while the bus that carries revocations is connected.
+    trusted: bool,
+    /// Moves on whenever a revocation may have been missed (see the module docs).
+    epoch: u64,
 }
 
 impl Authenticator {
-    /// An authenticator over `store`.
-    pub fn new(store: Store) -> Self {
+    /// An authenticator over `store`. `clustered`: other instances share the database, so
+    /// the cache is trusted only while the bus is connected ([`bus_connected`](Self::bus_connected)).
+    pub fn new(store: Store, clustered: bool) -> Self {
         Authenticator {
             store,
-            tokens: Mutex::new(Tokens::default()),
+            tokens: Mutex::new(Tokens {
+                trusted: !clustered,
+                ..Tokens::default()
+            }),
+        }
+    }
+
+    /// A token revoked on another instance: forgotten here too.
+    pub fn forget(&self, hash: TokenHash) {
+        self.lock().forget(hash);
+    }
+
+    /// The bus is down: revocations elsewhere may not reach us, so cached tokens are not
+    /// trusted until it is back, and open sockets recheck theirs.
+    pub fn bus_lost(&self) {
+        let mut tokens = self.lock();
+        if tokens.trusted {
+            tokens.trusted = false;
+            tokens.epoch += 1;
+        }
+    }
+
+    /// The bus is (again) connected: revocations reach us from now on. What was cached
+    /// before may have been revoked meanwhile, so the cache starts over and open sockets
+    /// recheck their tokens.
+    pub fn bus_connected(&self) {
+        let mut tokens = self.lock();
+        tokens.valid.clear();
+        tokens.trusted = true;
+        tokens.epoch += 1;
+    }
+
+    /// The check a new socket starts from.
+    pub fn checked_now(&self) -> Checked {
+        Checked(self.lock().epoch)
+    }
+
+    /// Whether a socket's token still stands, at its ping: revoked here or by the bus →
+    /// no; otherwise yes, unless a revocation may have been missed since `checked` (or the
+    /// cache is not trusted now), in which case the database answers. A database that
+    /// cannot answer is no reason to cut the socket: the next ping asks again.
+    pub async fn still_valid(&self, hash: &TokenHash, checked: &mut Checked) -> bool {
+        let epoch = {
+            let tokens = self.lock();
+            if tokens.revoked.contains(hash) {
+                return false;
+            }
+            if tokens.trusted && tokens.epoch == checked.0 {
+                return true;
+            }
+            tokens.epoch
+        };
+        match self.store.user_by_token(*hash).await {
+            Ok(Some(_)) => {
+                *checked = Checked(epoch);
+                true
+            }
+            Ok(None) => {
+                self.lock().forget(*hash);
+                false
+            }
+            Err(_) => true,
         }
     }
 
@@ -277,8 +354,13 @@ impl Authenticator {
             return Err(ServerError::Unauthorized("invalid token"));
         }
         let hash = hash_token(token);
-        if let Some(user) = self.lock().valid.get(&hash) {
-            return Ok((user.clone(), hash));
+        {
+            let tokens = self.lock();
+            if tokens.trusted
+                && let Some(user) = tokens.valid.get(&hash)
+            {
+                return Ok((user.clone(), hash));
+            }
         }
         let user = self
             .store
@@ -299,12 +381,7 @@ impl Authenticator {
     /// Revokes a token: deleted from the database, then forgotten here.
     pub async fn revoke(&self, hash: TokenHash) -> Result<(), ServerError> {
         self.store.remove_token(hash).await?;
-        let mut tokens = self.lock();
-        tokens.valid.remove(&hash);
-        if tokens.revoked.len() >= TOKEN_CACHE_MAX {
-            tokens.revoked.clear();
-        }
-        tokens.revoked.insert(hash);
+        self.lock().forget(hash);
         Ok(())
     }
 
@@ -315,6 +392,16 @@ impl Authenticator {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tokens> {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Tokens {
+    fn forget(&mut self, hash: TokenHash) {
+        self.valid.remove(&hash);
+        if self.revoked.len() >= TOKEN_CACHE_MAX {
+            self.revoked.clear();
+        }
+        self.revoked.insert(hash);
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use natter_shared::validate::MAX_TEXT_CHARS;
 
+use crate::bus::BusTarget;
 use crate::store::DbTarget;
 use crate::tls::TlsFiles;
 
@@ -67,7 +68,18 @@ pub struct Config {
     pub max_page_count: Option<u32>,
     /// Test only: PostgreSQL batches whose commit is answered as lost (see
     /// `store::TestHooks`).
+    #[doc(hidden)]
     pub lost_commit_answers: u32,
+    /// Test only: abort right after the first commit that stores a message (see
+    /// `store::TestHooks`).
+    #[doc(hidden)]
+    pub die_after_commit: bool,
+    /// The Redis server that connects this instance to the others, and the prefix of its
+    /// keys and channels; `None` (the default) for one instance alone. Needs PostgreSQL.
+    pub bus: Option<BusTarget>,
+    /// What logs, presence bookkeeping and metrics call this instance; `None` (the
+    /// default) for the host name and the listening port.
+    pub instance_name: Option<String>,
 }
 
 impl Config {
@@ -97,6 +109,9 @@ impl Config {
             pause_writes: None,
             max_page_count: None,
             lost_commit_answers: 0,
+            die_after_commit: false,
+            bus: None,
+            instance_name: None,
         }
     }
 }

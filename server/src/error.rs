@@ -18,6 +18,11 @@ pub enum OpenError {
     /// The certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A bus was asked for with a SQLite file.
+    #[error(
+        "--bus needs a PostgreSQL --db: instances on a bus share one database, and a SQLite file cannot be shared"
+    )]
+    BusNeedsPostgres,
 }
 
 /// A failed request. Client mistakes carry their message; server faults are logged, never

@@ -1,7 +1,8 @@
 //! natter-server: chat over REST and WebSocket on one port, stored in SQLite or PostgreSQL.
 //!
 //! Data flows one way: socket → connection task (`ws::connection`) or REST handler
-//! (`http::*`) → store writer (commit) → hub (fan-out) → each connection's queue → socket.
+//! (`http::*`) → store writer (commit) → feed (`bus`; and Redis, to the other instances) →
+//! hub (fan-out) → each connection's queue → socket.
 //!
 //! Layout:
 //! - [`server`]: `Server::open` (the database, the shared state), then `Server::serve`: the
@@ -14,6 +15,8 @@
 //!   and `canned` (the JSON body for the 400 and 431 hyper sends by itself).
 //! - [`ws`]: the WebSocket upgrade and the per-connection loop.
 //! - [`hub`]: connected users, per-connection bounded queues, who receives what.
+//! - [`bus`]: the feed that hands every committed message to the hub once, in id order, and,
+//!   with several instances, Redis between them (messages, presence, revoked tokens).
 //! - [`store`]: the `Store` handle over SQLite or PostgreSQL (`store::DbTarget`), migrations,
 //!   the group-committing writers.
 //! - [`auth`]: password hashing, tokens, request authentication.
@@ -26,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
+use natter_server::bus::BusTarget;
 use natter_server::cli::Tool;
 use natter_server::store::DbTarget;
 use natter_server::tls::{CertReloader, TlsFiles};
@@ -104,12 +105,32 @@ struct Args {
     /// closed with 1008 and its slot freed.
     #[arg(long, env = "NATTER_WRITE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     write_timeout: u64,
+    /// Connect this instance to the others through this Redis server,
+    /// redis://HOST:PORT[/DB]; needs a PostgreSQL --db that they all share. Without it the
+    /// instance works alone.
+    #[arg(long, env = "NATTER_BUS", value_name = "URL")]
+    bus: Option<String>,
+    /// Prefix of every Redis key and channel natter uses, so several deployments (or test
+    /// runs) can share one Redis server.
+    #[arg(
+        long,
+        env = "NATTER_BUS_PREFIX",
+        default_value = "natter",
+        value_name = "PREFIX"
+    )]
+    bus_prefix: String,
+    /// This instance's name in logs, presence bookkeeping and metrics [default: HOST:PORT].
+    #[arg(long, env = "NATTER_INSTANCE_NAME", value_name = "NAME")]
+    instance_name: Option<String>,
     /// Test only (hidden): cap the database at this many pages so tests can fill it.
     #[arg(long, hide = true)]
     test_max_page_count: Option<u32>,
     /// Test only (hidden): PostgreSQL answers this many committed batches as lost.
     #[arg(long, hide = true, default_value_t = 0)]
     test_lost_commit_answers: u32,
+    /// Test only (hidden): abort right after the first commit that stores a message.
+    #[arg(long, hide = true)]
+    test_die_after_commit: bool,
 }
 
 /// Parses `--db`: a `postgres://` URL, else a path (which, as before, need not be UTF-8).
@@ -196,6 +217,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         );
     }
     let mut config = Config::new(args.db.clone());
+    config.bus = match &args.bus {
+        None => None,
+        Some(url) => Some(BusTarget::parse(url, &args.bus_prefix)?),
+    };
+    if config.bus.is_some() && matches!(args.db, DbTarget::Sqlite(_)) {
+        anyhow::bail!("{}", natter_server::error::OpenError::BusNeedsPostgres);
+    }
+    if let Some(name) = &args.instance_name {
+        natter_server::bus::check_instance_name(name)?;
+    }
+    config.instance_name = args.instance_name.clone();
+    config.die_after_commit = args.test_die_after_commit;
     config.rate_per_sec = args.rate_limit;
     config.rate_burst = args.rate_burst;
     config.login_burst = args.login_burst;

@@ -54,6 +54,20 @@ pub const AUTH_FAILURES: &str = "natter_auth_failures_total";
 /// Refusals by a rate limit, by `limit` (`send`, `login`, `register`).
 pub const RATE_LIMITED: &str = "natter_rate_limited_total";
 
+/// 1, labelled with this instance's name (`--instance-name`).
+pub const INSTANCE: &str = "natter_instance_info";
+/// 1 while the Redis bus is connected.
+pub const BUS_CONNECTED: &str = "natter_bus_connected";
+/// 1 while a configured bus is out of reach and other instances' messages arrive by polling
+/// PostgreSQL.
+pub const BUS_POLLING: &str = "natter_bus_polling";
+/// Gaps in the bus filled from PostgreSQL.
+pub const BUS_GAP_FILLS: &str = "natter_bus_gap_fills_total";
+/// From a message's creation on another instance to its delivery here through the bus.
+pub const BUS_LAG_SECONDS: &str = "natter_bus_lag_seconds";
+/// Messages or revocations not published because the publisher's queue was full.
+pub const BUS_DROPPED: &str = "natter_bus_dropped_total";
+
 /// Installs the Prometheus recorder; call before [`crate::Server::open`], whose handles are
 /// no-ops otherwise.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
@@ -102,6 +116,22 @@ fn describe() {
         "Requests refused for a bad token or password."
     );
     describe_counter!(RATE_LIMITED, "Refusals by a rate limit, by limit.");
+    describe_gauge!(INSTANCE, "1, labelled with this instance's name.");
+    describe_gauge!(BUS_CONNECTED, "1 while the Redis bus is connected.");
+    describe_gauge!(
+        BUS_POLLING,
+        "1 while the bus is out of reach and other instances' messages arrive by polling."
+    );
+    describe_counter!(BUS_GAP_FILLS, "Gaps in the bus filled from PostgreSQL.");
+    describe_histogram!(
+        BUS_LAG_SECONDS,
+        Unit::Seconds,
+        "From a message's creation on another instance to its delivery here by the bus."
+    );
+    describe_counter!(
+        BUS_DROPPED,
+        "Batches or revocations not published: the publisher's queue was full."
+    );
 }
 
 /// Handles for the hot paths, looked up once.

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
+use crate::bus::{Bus, Feed};
 use crate::config::Config;
 use crate::error::OpenError;
 use crate::http::canned::CannedErrors;
@@ -31,7 +32,7 @@ use crate::hub::Hub;
 use crate::limits::{ConnectionLimits, HttpSlot};
 use crate::rate::RateLimiter;
 use crate::state::AppState;
-use crate::store::{Store, WriterHandle};
+use crate::store::{DbTarget, Store, WriterHandle};
 use crate::tls::{CertReloader, Tls};
 
 /// How long a connection past the HTTP cap may take to send its one request's head.
@@ -52,21 +53,28 @@ impl Server {
         // TLS first: reading two files changes nothing, while opening the database may
         // create it, which a typo in a certificate path should not.
         let tls = config.tls.clone().map(Tls::load).transpose()?;
-        let hub = Arc::new(Hub::new(config.queue_capacity, config.recent_bytes));
-        let publisher = Arc::clone(&hub);
+        if config.bus.is_some() && matches!(config.db, DbTarget::Sqlite(_)) {
+            return Err(OpenError::BusNeedsPostgres);
+        }
+        let bus = Arc::new(Bus::new(config.bus.clone()));
+        let hub = Arc::new(
+            Hub::new(config.queue_capacity, config.recent_bytes)
+                .reporting_presence(bus.presence_reports()),
+        );
+        let feed = Arc::new(Feed::new(Arc::clone(&hub), Arc::clone(&bus)));
         let (store, writer) = Store::open(
             &config.db,
             crate::store::TestHooks {
                 max_page_count: config.max_page_count,
                 lost_commit_answers: config.lost_commit_answers,
+                die_after_commit: config.die_after_commit,
             },
-            Box::new(move |messages| publisher.publish(messages)),
+            Arc::clone(&feed) as crate::store::OnCommit,
         )?;
-        hub.stored_up_to(store.newest_message_id()?);
         // Computed now, so the first login for an unknown name does not pay for it.
         crate::auth::decoy_hash();
         let state = Arc::new(AppState {
-            auth: Authenticator::new(store.clone()),
+            auth: Authenticator::new(store.clone(), config.bus.is_some()),
             limiter: RateLimiter::new(f64::from(config.rate_per_sec), config.rate_burst),
             login_limiter: RateLimiter::new(
                 per_interval(config.login_burst, config.login_refill),
@@ -91,6 +99,8 @@ impl Server {
             tasks: TaskTracker::new(),
             store,
             hub,
+            feed,
+            bus,
             config,
         });
         Ok(Server { state, writer, tls })
@@ -106,6 +116,13 @@ impl Server {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let Server { state, writer, tls } = self;
         tokio::pin!(shutdown);
+        let instance = match (&state.config.instance_name, listener.local_addr()) {
+            (Some(name), _) => name.clone(),
+            (None, Ok(addr)) => format!("{}:{}", crate::bus::hostname(), addr.port()),
+            (None, Err(_)) => crate::bus::hostname(),
+        };
+        metrics::gauge!(crate::metrics::INSTANCE, "instance" => instance.clone()).set(1.0);
+        crate::bus::start(&state, &instance);
 
         loop {
             tokio::select! {

@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
+use crate::bus::{Bus, Feed};
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::limits::ConnectionLimits;
@@ -20,6 +21,10 @@ pub struct AppState {
     pub store: Store,
     /// Who is connected; fan-out.
     pub hub: Arc<Hub>,
+    /// Every committed message reaches the hub through here, once, in id order.
+    pub feed: Arc<Feed>,
+    /// The other instances, when there are any (Redis).
+    pub bus: Arc<Bus>,
     /// Bearer tokens → users.
     pub auth: Authenticator,
     /// Per-user send rate.

@@ -16,12 +16,15 @@ async fn readyz(server: &TestServer) -> (u16, Value) {
     server.get("", "/readyz").await
 }
 
-/// Healthy: `/livez` 200, `/readyz` 200 `{"status":"ready"}`.
+/// Healthy: `/livez` 200, `/readyz` 200 `{"status":"ready","bus":"none"}`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livez_and_readyz_are_200_when_healthy() {
     let server = TestServer::start();
     assert_eq!(server.get("", "/livez").await.0, 200);
-    assert_eq!(readyz(&server).await, (200, json!({"status": "ready"})));
+    assert_eq!(
+        readyz(&server).await,
+        (200, json!({"status": "ready", "bus": "none"}))
+    );
 }
 
 /// Deleting the database while the server runs: sends over REST get 503
@@ -67,7 +70,7 @@ async fn readyz_is_not_ready_while_the_database_is_gone() {
         readyz(&server).await,
         (
             503,
-            json!({"status": "not_ready", "reason": "storage_unavailable"})
+            json!({"status": "not_ready", "reason": "storage_unavailable", "bus": "none"})
         )
     );
     assert_eq!(server.get("", "/livez").await.0, 200);
@@ -137,7 +140,7 @@ async fn full_database_answers_storage_full_and_loses_nothing() {
         readyz(&server).await,
         (
             503,
-            json!({"status": "not_ready", "reason": "storage_full"})
+            json!({"status": "not_ready", "reason": "storage_full", "bus": "none"})
         )
     );
 

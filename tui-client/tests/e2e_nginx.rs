@@ -11,115 +11,20 @@ mod common {
     pub mod certs;
     pub mod cli;
     pub mod client;
+    pub mod nginx;
     pub mod server;
 }
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::{natter, run};
 use common::client::{Client, count};
+use common::nginx::{Nginx, free_port, nginx_binary, site_config};
 use common::server::Server;
-
-/// nginx on PATH, or where Debian puts it (root's PATH has it; others' may not).
-fn nginx_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("nginx"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
-}
-
-/// `deploy/nginx.conf` with its marked lines set for this test; panics if a marked line
-/// is not there as docs/deploy.md describes it, so the file and the test cannot drift.
-fn site_config(upstream: &str, port: u16, cert: &Path, key: &Path) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx.conf");
-    let mut conf = std::fs::read_to_string(&path).unwrap();
-    let edits = [
-        ("server 127.0.0.1:8000;", format!("server {upstream};")),
-        ("listen 443 ssl;", format!("listen 127.0.0.1:{port} ssl;")),
-        (
-            "server_name chat.example.com;",
-            "server_name localhost;".into(),
-        ),
-        ("/etc/natter/tls/fullchain.pem", cert.display().to_string()),
-        ("/etc/natter/tls/privkey.pem", key.display().to_string()),
-    ];
-    for (from, to) in edits {
-        assert_eq!(
-            conf.matches(from).count(),
-            1,
-            "{from:?} in deploy/nginx.conf"
-        );
-        conf = conf.replace(from, &to);
-    }
-    conf
-}
-
-/// nginx in the foreground, one process, every file under `dir`; killed when dropped.
-struct Nginx(Child);
-
-impl Nginx {
-    fn start(binary: &Path, dir: &Path, site: &str, port: u16) -> Nginx {
-        std::fs::write(dir.join("natter.conf"), site).unwrap();
-        let d = dir.display();
-        let main = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log info;\nevents {{ worker_connections 256; }}\n\
-             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  \
-             proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
-             uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-             include {d}/natter.conf;\n}}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), main).unwrap();
-        let mut child = Command::new(binary)
-            .arg("-p")
-            .arg(dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-                panic!("nginx exited ({status}): {log}");
-            }
-            assert!(Instant::now() < deadline, "nginx did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Nginx(child)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A port free a moment ago (nginx cannot be told to pick one and say which).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_through_nginx_with_deploy_conf() {
     let Some(nginx) = nginx_binary() else {
-        assert!(
-            std::env::var_os("NATTER_REQUIRE_NGINX").is_none(),
-            "NATTER_REQUIRE_NGINX is set but nginx is not installed"
-        );
-        eprintln!("skipped: nginx is not installed (apt-get install nginx)");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -129,7 +34,7 @@ async fn chat_through_nginx_with_deploy_conf() {
     );
     let certs = common::certs::generate(&dir.path().join("pki"), "nginx");
     let port = free_port();
-    let site = site_config(&server.addr, port, &certs.cert, &certs.key);
+    let site = site_config(&[server.addr.as_str()], port, &certs.cert, &certs.key);
     let nginx_dir = dir.path().join("nginx");
     std::fs::create_dir_all(&nginx_dir).unwrap();
     let _nginx = Nginx::start(&nginx, &nginx_dir, &site, port);

@@ -119,6 +119,7 @@ pub async fn logout(
 ) -> Result<Response<Body>, ServerError> {
     let (user, hash) = state.auth.authenticate_token(req.headers(), None).await?;
     state.auth.revoke(hash).await?;
+    state.bus.token_revoked(hash);
     tracing::info!(user = %user.username, "logged out");
     let mut r = Response::new(Body::default());
     *r.status_mut() = StatusCode::NO_CONTENT;

@@ -3,7 +3,8 @@
 //! `http/mod.rs` as it was.
 //!
 //! Not ready: while shutting down, and while the store cannot write (its [`Condition`]).
-//! A message bus, when there is one, adds its own reason here.
+//! Both answers also say where the bus stands (`"bus"`: `none`, `redis`, or `polling` while
+//! Redis is out of reach): polling is still ready — messages keep flowing, within a second.
 
 use hyper::{Method, Response, StatusCode};
 use natter_shared::ErrorCode;
@@ -23,8 +24,9 @@ pub fn livez(method: &Method) -> Result<Response<Body>, ServerError> {
     }
 }
 
-/// `GET /readyz`: 200 `{"status":"ready"}`, or 503 `{"status":"not_ready","reason":CODE}`
-/// where CODE is the wire error code a write would get now.
+/// `GET /readyz`: 200 `{"status":"ready","bus":…}`, or 503
+/// `{"status":"not_ready","reason":CODE,"bus":…}` where CODE is the wire error code a write
+/// would get now.
 pub fn readyz(method: &Method, state: &AppState) -> Result<Response<Body>, ServerError> {
     if !matches!(*method, Method::GET | Method::HEAD) {
         return Err(ServerError::MethodNotAllowed("GET"));
@@ -38,11 +40,12 @@ pub fn readyz(method: &Method, state: &AppState) -> Result<Response<Body>, Serve
             Condition::Gone | Condition::Failing => Some(ErrorCode::StorageUnavailable),
         }
     };
+    let bus = state.bus.state().as_str();
     Ok(match reason {
-        None => json(StatusCode::OK, &json!({"status": "ready"})),
+        None => json(StatusCode::OK, &json!({"status": "ready", "bus": bus})),
         Some(code) => json(
             StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "not_ready", "reason": code}),
+            &json!({"status": "not_ready", "reason": code, "bus": bus}),
         ),
     })
 }

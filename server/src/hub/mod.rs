@@ -16,6 +16,15 @@
 //! lagging are not lost either: the hub keeps the newest one per user for the connection
 //! and hands them over with that last page. Memory per connection stays bounded by the
 //! queue, plus one presence frame per user whose status changed meanwhile.
+//!
+//! Presence is cluster-wide. A user is online while they have a connection here or on
+//! another instance; the bus tells the hub about the others ([`Hub::remote_presence`]), and
+//! the hub reports this instance's first and last connections back to it. Frames go out
+//! only when the union flips: a user's first connection anywhere, their last one anywhere.
+//! Reports from different instances can arrive out of order (a user's new connection on B
+//! announced after their old one on A closed), so with a bus an offline frame waits
+//! [`OFFLINE_GRACE`]: if the user is back within it, nobody is told anything
+//! ([`Hub::flush_leaving`] sends the ones whose grace ran out).
 
 mod recent;
 
@@ -27,6 +36,10 @@ use natter_shared::{Message, MessageId, ServerFrame, Username};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// With a bus, how long a user must stay offline everywhere before they are announced
+/// offline: longer than presence reports take between instances.
+pub const OFFLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A connection's id, unique for the life of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +109,11 @@ struct UserConns {
 
 struct Inner {
     users: HashMap<String, UserConns>,
+    /// Users online on other instances (the bus's view), by case-folded name.
+    remote: HashMap<String, Username>,
+    /// Users offline everywhere whose offline frame waits for [`OFFLINE_GRACE`] (with a
+    /// bus only): when it was due.
+    leaving: HashMap<String, (Username, std::time::Instant)>,
     /// The newest message id published; see [`Subscription::live_after`].
     last_published: MessageId,
     /// The latest messages' frames, for catching up.
@@ -130,6 +148,8 @@ pub enum CatchUp {
 /// Connected users and their queues.
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// Where first and last connections here are reported (the bus), if anywhere.
+    reports: Option<tokio::sync::mpsc::UnboundedSender<crate::bus::LocalPresence>>,
     next_id: AtomicU64,
     queue_capacity: usize,
     connections_open: metrics::Gauge,
@@ -141,8 +161,11 @@ impl Hub {
     /// `recent_bytes` of the latest messages' frames for connections catching up.
     pub fn new(queue_capacity: usize, recent_bytes: usize) -> Self {
         Hub {
+            reports: None,
             inner: Mutex::new(Inner {
                 users: HashMap::new(),
+                remote: HashMap::new(),
+                leaving: HashMap::new(),
                 last_published: MessageId(0),
                 recent: recent::Recent::new(recent_bytes),
                 conns: 0,
@@ -151,6 +174,80 @@ impl Hub {
             queue_capacity: queue_capacity.max(1),
             connections_open: metrics::gauge!(crate::metrics::CONNECTIONS_OPEN),
             users_online: metrics::gauge!(crate::metrics::USERS_ONLINE),
+        }
+    }
+
+    /// The same hub, reporting users' first and last connections here to `reports`.
+    pub fn reporting_presence(
+        mut self,
+        reports: Option<tokio::sync::mpsc::UnboundedSender<crate::bus::LocalPresence>>,
+    ) -> Self {
+        self.reports = reports;
+        self
+    }
+
+    /// Called under the lock, so reports leave in the order the changes happened.
+    fn report(&self, user: &Username, online: bool) {
+        if let Some(tx) = &self.reports {
+            let _ = tx.send(crate::bus::LocalPresence {
+                user: user.clone(),
+                online,
+            });
+        }
+    }
+
+    /// Whether `user` is online on another instance now (from the bus). Everyone here is
+    /// told when that makes them online or offline cluster-wide.
+    pub fn remote_presence(&self, user: &Username, online: bool) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let key = user.key();
+        let flipped = if online {
+            inner.remote.insert(key.clone(), user.clone()).is_none()
+        } else {
+            inner.remote.remove(&key).is_some()
+        };
+        if flipped && !inner.users.contains_key(&key) {
+            self.announce(inner, user, online);
+        }
+    }
+
+    /// Tells everyone here that `user` came online or went offline everywhere, except that
+    /// with a bus an offline frame waits for [`OFFLINE_GRACE`] and a return within it
+    /// cancels both frames.
+    fn announce(&self, inner: &mut Inner, user: &Username, online: bool) {
+        let key = user.key();
+        if self.reports.is_none() {
+            Self::deliver_all(&mut inner.users, &presence_frame(user, online));
+        } else if online {
+            if inner.leaving.remove(&key).is_none() {
+                Self::deliver_all(&mut inner.users, &presence_frame(user, true));
+            }
+        } else {
+            let due = std::time::Instant::now() + OFFLINE_GRACE;
+            inner.leaving.insert(key, (user.clone(), due));
+        }
+    }
+
+    /// Sends the offline frames whose grace has run out (the bus calls this a few times a
+    /// second).
+    pub fn flush_leaving(&self) {
+        let now = std::time::Instant::now();
+        let mut inner = self.lock();
+        if inner.leaving.is_empty() {
+            return;
+        }
+        let inner = &mut *inner;
+        let due: Vec<String> = inner
+            .leaving
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some((user, _)) = inner.leaving.remove(&key) {
+                Self::deliver_all(&mut inner.users, &presence_frame(&user, false));
+            }
         }
     }
 
@@ -192,7 +289,10 @@ impl Hub {
         let live_after = inner.last_published;
         let key = user.key();
         if !inner.users.contains_key(&key) {
-            Self::deliver_all(&mut inner.users, &presence_frame(user, true));
+            self.report(user, true);
+            if !inner.remote.contains_key(&key) {
+                self.announce(&mut inner, user, true);
+            }
         }
         let entry = inner.users.entry(key).or_insert_with(|| UserConns {
             username: user.clone(),
@@ -231,7 +331,10 @@ impl Hub {
         }
         if last {
             inner.users.remove(&key);
-            Self::deliver_all(&mut inner.users, &presence_frame(user, false));
+            self.report(user, false);
+            if !inner.remote.contains_key(&key) {
+                self.announce(&mut inner, user, false);
+            }
         }
         self.count(&inner);
     }
@@ -338,9 +441,11 @@ impl Hub {
         self.users_online.set(inner.users.len() as f64);
     }
 
-    /// Whether `user` has at least one connection.
+    /// Whether `user` has at least one connection, here or on another instance.
     pub fn is_online(&self, user: &Username) -> bool {
-        self.lock().users.contains_key(&user.key())
+        let key = user.key();
+        let inner = self.lock();
+        inner.users.contains_key(&key) || inner.remote.contains_key(&key)
     }
 
     /// Open connections, all users together.
@@ -510,6 +615,46 @@ mod tests {
         assert!(presence[0].frame().to_text().unwrap().contains("false"));
         hub.publish(&[msg(3, "x", None)]);
         assert_eq!(drain(&mut carol), vec![Some(MessageId(3))], "live again");
+    }
+
+    /// With a bus, presence is the union over instances: frames only when it flips, and an
+    /// offline frame waits out the grace, cancelled (both frames) by a return within it.
+    #[test]
+    fn cluster_presence_is_the_union_and_offline_waits_for_the_grace() {
+        let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let hub = Hub::new(16, 1 << 20).reporting_presence(Some(tx));
+        let mut w = hub.register(&name("w"));
+        drain(&mut w);
+        hub.remote_presence(&name("bob"), true);
+        assert_eq!(drain(&mut w).len(), 1, "bob online elsewhere");
+        let b = hub.register(&name("bob"));
+        assert!(drain(&mut w).is_empty(), "already online");
+        assert!(hub.is_online(&name("bob")));
+        hub.remote_presence(&name("bob"), false);
+        hub.unregister(&name("bob"), b.id);
+        hub.flush_leaving();
+        assert!(drain(&mut w).is_empty(), "offline waits for the grace");
+        // Back elsewhere within the grace: nothing was ever said.
+        hub.remote_presence(&name("bob"), true);
+        std::thread::sleep(OFFLINE_GRACE);
+        hub.flush_leaving();
+        assert!(drain(&mut w).is_empty());
+        hub.remote_presence(&name("bob"), false);
+        std::thread::sleep(OFFLINE_GRACE);
+        hub.flush_leaving();
+        assert_eq!(drain(&mut w).len(), 1, "offline once the grace ran out");
+        let reported: Vec<(String, bool)> = std::iter::from_fn(|| reports.try_recv().ok())
+            .map(|r| (r.user.key(), r.online))
+            .collect();
+        assert_eq!(
+            reported,
+            [
+                ("w".into(), true),
+                ("bob".into(), true),
+                ("bob".into(), false)
+            ],
+            "the hub reports only this instance's own first and last connections"
+        );
     }
 
     /// Presence is announced on the first connection and the last disconnection only.

@@ -8,9 +8,10 @@
 //! separate connections. The write queue ([`Write`]), the health flag and the write methods
 //! live here, once; each backend brings its writer and its reads.
 //!
-//! The writer calls an `on_commit` callback with the messages of each committed batch, in id
-//! order, before answering the senders. That callback is the whole interface between storage
-//! and fan-out, so a bus (Redis) can take its place later.
+//! The writer hands the messages of each committed batch, in id order, to a [`CommitSink`]
+//! before answering the senders. That trait is the whole interface between storage and
+//! fan-out: the bus's feed (`crate::bus::Feed`) implements it, and the store never learns
+//! whether a hub, a Redis channel or both are behind it.
 //!
 //! Layout: `target` (what `--db` names: a file or a `postgres://` URL), `sqlite` (the file,
 //! its writer thread, its migrations, its lock), `postgres` (the database, its writer task,
@@ -40,9 +41,26 @@ const WRITE_QUEUE: usize = 8192;
 /// Most writes in one transaction: bounds how long the first of them waits.
 const MAX_BATCH: usize = 2048;
 
-/// Called with each committed batch's new messages, in id order, before the senders are
-/// answered. Runs on the writer (a thread or a task), so it must not block.
-pub type OnCommit = Box<dyn Fn(&[Message]) + Send + 'static>;
+/// Where committed messages go: what the writers tell fan-out, and ask of it. Called on the
+/// writer (a thread or a task), so no method may block.
+pub trait CommitSink: Send + Sync + 'static {
+    /// The newest message in the store when it opened, before the writer starts: delivery
+    /// begins after it.
+    fn stored_up_to(&self, id: MessageId);
+    /// The newest id already delivered to this instance's connections. A PostgreSQL writer
+    /// that finds the counter past it reads the messages in between and hands them to
+    /// [`found`](Self::found) first.
+    fn delivered(&self) -> MessageId;
+    /// Messages committed earlier, in id order, found only now: by another instance on the
+    /// same database, or by one of this writer's batches whose COMMIT answer was lost.
+    fn found(&self, messages: &[Message]);
+    /// A batch's new messages, in id order, just committed by this writer, before its senders
+    /// are answered.
+    fn committed(&self, messages: &[Message]);
+}
+
+/// The writers' handle on the sink.
+pub type OnCommit = Arc<dyn CommitSink>;
 
 /// A storage failure. Never the client's fault.
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +164,7 @@ pub struct UserRecord {
 /// What happened to a send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
-    /// Stored now (and already handed to `on_commit`).
+    /// Stored now (and already handed to the [`CommitSink`]).
     Stored(Message),
     /// This sender used this client_id before: the earlier message, nothing new stored.
     Duplicate(Message),
@@ -283,6 +301,10 @@ pub struct TestHooks {
     /// reply was lost (a cut connection, a timeout): 503 to their senders, nothing
     /// published, the connection dropped, so a test can see the gap filled.
     pub lost_commit_answers: u32,
+    /// PostgreSQL: the process aborts (as if killed with SIGKILL) right after the first
+    /// batch that stores a message commits, before anything is delivered, published or
+    /// answered, so a test can see the other instances fill it from the database.
+    pub die_after_commit: bool,
 }
 
 impl Store {
@@ -312,13 +334,7 @@ impl Store {
                         reason: "a page limit applies to SQLite files only".into(),
                     });
                 }
-                let (reads, task) = postgres::open(
-                    pg,
-                    on_commit,
-                    rx,
-                    Arc::clone(&health),
-                    hooks.lost_commit_answers,
-                )?;
+                let (reads, task) = postgres::open(pg, on_commit, rx, Arc::clone(&health), hooks)?;
                 (Reads::Postgres(reads), WriterJoin::Task(task))
             }
         };
@@ -443,6 +459,19 @@ impl Store {
         match &self.reads {
             Reads::Sqlite(r) => r.visible_messages(viewer, q).await,
             Reads::Postgres(r) => r.visible_messages(viewer, q).await,
+        }
+    }
+
+    /// Every message with an id in `(after, through]`, in id order: a gap in the bus's
+    /// feed, filled. A SQLite store has one writer and no bus, so it never has one.
+    pub async fn messages_between(
+        &self,
+        after: MessageId,
+        through: MessageId,
+    ) -> Result<Vec<Message>, StoreError> {
+        match &self.reads {
+            Reads::Sqlite(_) => Ok(Vec::new()),
+            Reads::Postgres(r) => r.messages_between(after, through).await,
         }
     }
 

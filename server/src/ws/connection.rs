@@ -63,6 +63,8 @@ pub struct Connection {
     pub user: User,
     /// The token's hash: a logout of it closes this connection.
     pub token: crate::auth::TokenHash,
+    /// When the token was last checked (taken before the upgrade checked it).
+    pub checked: crate::auth::Checked,
     /// `?after=`: replay from here.
     pub after: Option<MessageId>,
     /// Shared server state.
@@ -214,6 +216,7 @@ where
     ping.reset();
     let mut last_heard = Instant::now();
     let mut pause = state.config.pause_writes.clone();
+    let mut checked = conn.checked;
 
     loop {
         // `ready` ends the replay: the protocol promises nothing but replayed messages
@@ -348,7 +351,7 @@ where
                 if last_heard.elapsed() >= state.config.idle_timeout {
                     return End::Close(CloseCode::Away, "no frames or pongs for too long");
                 }
-                if state.auth.is_revoked(&conn.token) {
+                if !state.auth.still_valid(&conn.token, &mut checked).await {
                     return End::Close(CloseCode::Policy, "logged out: this token was revoked");
                 }
                 if let Err(end) = out.send(WsMessage::Ping(Default::default())).await {

@@ -83,6 +83,8 @@ pub async fn handle(
         .iter()
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.as_str());
+    // Before the check, so a revocation missed after it is caught at the first ping.
+    let checked = state.auth.checked_now();
     let (user, token) = state
         .auth
         .authenticate_token(req.headers(), query_token)
@@ -121,6 +123,7 @@ pub async fn handle(
             Connection {
                 user,
                 token,
+                checked,
                 after,
                 state: task_state,
                 _permit: permit,

@@ -2,6 +2,9 @@
 //! database, and thin HTTP / WebSocket clients that speak to it over real sockets.
 #![allow(dead_code, clippy::unwrap_used)] // each test file uses a different subset
 
+pub mod pg;
+pub mod redis;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -44,7 +44,7 @@ pub fn server_binary() -> PathBuf {
 /// A running server; killed (SIGKILL) when dropped.
 pub struct Server {
     child: Child,
-    _stdout: BufReader<ChildStdout>,
+    stdout: BufReader<ChildStdout>,
     /// `127.0.0.1:PORT`.
     pub addr: String,
     /// The database file.
@@ -105,7 +105,7 @@ impl Server {
                 let addr = rest.split(',').next().unwrap().trim().to_owned();
                 return Server {
                     child,
-                    _stdout: stdout,
+                    stdout,
                     addr,
                     db: db.to_owned(),
                     args,
@@ -120,6 +120,14 @@ impl Server {
             );
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
+    }
+
+    /// The next line the server prints after "listening on" (with `--metrics-bind`, where
+    /// its metrics are).
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line
     }
 
     /// `http://127.0.0.1:PORT`, or `https://…` when it serves TLS.

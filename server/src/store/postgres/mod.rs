@@ -53,7 +53,7 @@ pub(super) fn open(
     on_commit: OnCommit,
     rx: mpsc::Receiver<Write>,
     health: Arc<Health>,
-    lost_commit_answers: u32,
+    hooks: super::TestHooks,
 ) -> Result<(Reads, tokio::task::JoinHandle<()>), StoreError> {
     let shown = target.to_string();
     let config = target.config().clone();
@@ -62,25 +62,19 @@ pub(super) fn open(
         schema::migrate(&mut client).await
     })?
     .map_err(|r| r.into_error(shown.clone()))?;
-    // Everything committed so far counts as published: the hub is seeded with the same
-    // number (`Store::newest_message_id`) before anything can write.
+    // Everything committed so far counts as delivered: live delivery begins after it.
     let config = target.config().clone();
-    let published = on_own_runtime(&shown, || async move {
+    let newest = on_own_runtime(&shown, || async move {
         let client = connect(&config).await.map_err(read_error)?;
         newest_id_in(&client).await
     })??;
+    on_commit.stored_up_to(newest);
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::Connect {
         target: shown.clone(),
         reason: "the PostgreSQL store needs a tokio runtime".into(),
     })?;
     let task = runtime.spawn(writer::run(
-        writer::Writer::new(
-            target.config().clone(),
-            health,
-            on_commit,
-            published,
-            lost_commit_answers,
-        ),
+        writer::Writer::new(target.config().clone(), health, on_commit, hooks),
         rx,
     ));
     let manager = Manager::from_config(
@@ -316,6 +310,17 @@ impl Reads {
             Ok(out)
         })
         .await
+    }
+
+    /// Every message with an id in `(after, through]`, in id order (a gap fill: every one of
+    /// them has committed).
+    pub(super) async fn messages_between(
+        &self,
+        after: MessageId,
+        through: MessageId,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.read(|c| async move { writer::messages_between(&**c, after.0, through.0).await })
+            .await
     }
 
     /// Blocking, for start-up: on a connection of its own, on a runtime of its own.

@@ -20,10 +20,13 @@
 //!
 //! **Nothing committed goes unpublished.** A batch whose COMMIT reply is lost (a cut
 //! connection, a timeout) may have committed all the same; its senders were told 503 and
-//! `on_commit` never saw its messages, so live sockets would skip them for good (a client
-//! resumes after the newest id it saw). The writer therefore remembers the newest id it has
-//! published, and whenever the counter is past it (read under the row lock in a batch, or
-//! by the idle probe) it reads the ids in between and publishes them first, in order.
+//! the sink never saw its messages, so live sockets would skip them for good (a client
+//! resumes after the newest id it saw). Whenever the counter is past the newest id the sink
+//! has delivered ([`CommitSink::delivered`], read under the row lock in a batch, or by the
+//! idle probe) the writer reads the ids in between and hands them over first, in order. The
+//! same read is how this instance learns of other instances' commits when there is no bus,
+//! or while it is down: the idle probe is the polling that keeps cross-instance delivery
+//! within about a second.
 //!
 //! A PostgreSQL out of reach fails writes as [`StoreError::Unavailable`]; the connection is
 //! then made anew (at most every [`RETRY_INTERVAL`]). While idle the writer probes the
@@ -43,7 +46,7 @@ use tokio_postgres::Client;
 use super::{QUERY_TIMEOUT, condition_of, message_from_row, reason};
 use crate::store::health::{Condition, Health};
 use crate::store::{
-    MAX_BATCH, OnCommit, RegisterOutcome, SendOutcome, StoreError, User, UserId, Write,
+    CommitSink, MAX_BATCH, OnCommit, RegisterOutcome, SendOutcome, StoreError, User, UserId, Write,
 };
 
 /// How often an idle writer checks that PostgreSQL still answers.
@@ -71,10 +74,10 @@ pub(super) struct Writer {
     health: Arc<Health>,
     on_commit: OnCommit,
     users: UserCache,
-    /// The newest id handed to `on_commit` (or there when the store opened).
-    published: i64,
     /// Test hook: committed batches still to be answered as if their COMMIT reply was lost.
     lose_answers: u32,
+    /// Test hook: abort the process after the first commit that stores a message.
+    die_after_commit: bool,
 }
 
 /// What applying one write produced, waiting for the commit to be answered.
@@ -89,8 +92,7 @@ impl Writer {
         config: tokio_postgres::Config,
         health: Arc<Health>,
         on_commit: OnCommit,
-        published: MessageId,
-        lose_answers: u32,
+        hooks: crate::store::TestHooks,
     ) -> Writer {
         Writer {
             config,
@@ -99,16 +101,8 @@ impl Writer {
             health,
             on_commit,
             users: UserCache::new(),
-            published: published.0,
-            lose_answers,
-        }
-    }
-
-    /// Hands `messages` (in id order, all past `published`) to `on_commit`.
-    fn publish(&mut self, messages: &[Message]) {
-        if let Some(last) = messages.last() {
-            (self.on_commit)(messages);
-            self.published = last.id.0;
+            lose_answers: hooks.lost_commit_answers,
+            die_after_commit: hooks.die_after_commit,
         }
     }
 
@@ -146,19 +140,19 @@ impl Writer {
             Ok(c) => c,
             Err(cause) => return self.health.set(Condition::Failing, &cause),
         };
-        let checked =
-            tokio::time::timeout(QUERY_TIMEOUT, unpublished(&client, self.published)).await;
+        let delivered = self.on_commit.delivered().0;
+        let checked = tokio::time::timeout(QUERY_TIMEOUT, unpublished(&client, delivered)).await;
         match checked {
             Ok(Ok(missed)) => {
                 self.client = Some(client);
                 if !missed.is_empty() {
-                    // Debug, not warn: with two instances and no bus yet, every batch of
-                    // the other one lands here.
+                    // Debug, not warn: with several instances and no bus, every batch of
+                    // the others lands here.
                     tracing::debug!(
                         count = missed.len(),
-                        "published messages committed elsewhere or by a lost answer"
+                        "found messages committed elsewhere or by a lost answer"
                     );
-                    self.publish(&missed);
+                    self.on_commit.found(&missed);
                 }
                 // Only a lost database is healed by an answer; a full disk is healed by a
                 // write that fits.
@@ -189,12 +183,16 @@ impl Writer {
         };
         let applied = tokio::time::timeout(
             QUERY_TIMEOUT,
-            apply(&mut client, batch, &mut self.users, self.published),
+            apply(&mut client, batch, &mut self.users, &*self.on_commit),
         )
         .await;
         let stored_any = matches!(&applied, Ok(Ok((done, _))) if done
             .iter()
             .any(|d| matches!(d, Some(Done::Message(Ok(SendOutcome::Stored(_)))))));
+        if self.die_after_commit && stored_any {
+            // Test hook: killed between the commit and everything after it.
+            std::process::abort();
+        }
         if self.lose_answers > 0 && stored_any {
             // Test hook: as if the COMMIT went through but its reply never came back.
             self.lose_answers -= 1;
@@ -209,20 +207,23 @@ impl Writer {
             Ok(Ok((done, missed))) => {
                 self.client = Some(client);
                 if !missed.is_empty() {
-                    // Debug, not warn: with two instances and no bus yet, every batch of
-                    // the other one lands here.
                     tracing::debug!(
                         count = missed.len(),
-                        "published messages committed elsewhere or by a lost answer"
+                        "found messages committed elsewhere or by a lost answer"
                     );
+                    self.on_commit.found(&missed);
                 }
-                let mut out = missed;
-                out.extend(done.iter().filter_map(|d| match d {
-                    Some(Done::Message(Ok(SendOutcome::Stored(m)))) => Some(m.clone()),
-                    _ => None,
-                }));
-                self.publish(&out);
-                tracing::debug!(size, published = out.len(), "committed batch");
+                let own: Vec<Message> = done
+                    .iter()
+                    .filter_map(|d| match d {
+                        Some(Done::Message(Ok(SendOutcome::Stored(m)))) => Some(m.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if !own.is_empty() {
+                    self.on_commit.committed(&own);
+                }
+                tracing::debug!(size, stored = own.len(), "committed batch");
                 self.health.set(Condition::Writable, "");
                 for (w, d) in batch.drain(..).zip(done) {
                     answer(w, d);
@@ -324,7 +325,7 @@ async fn apply(
     client: &mut Client,
     batch: &[Write],
     users: &mut UserCache,
-    published: i64,
+    sink: &dyn CommitSink,
 ) -> Result<(Vec<Option<Done>>, Vec<Message>), StoreError> {
     let mut missed = Vec::new();
     let tx = client.transaction().await?;
@@ -377,9 +378,10 @@ async fn apply(
             .query_one("SELECT last_id FROM message_counter FOR UPDATE", &[])
             .await?
             .try_get(0)?;
-        if last > published {
+        let delivered = sink.delivered().0;
+        if last > delivered {
             // Under the row lock every id up to `last` is committed and visible.
-            missed = messages_between(&tx, published, last).await?;
+            missed = messages_between(&tx, delivered, last).await?;
         }
         look_up_receivers(&tx, &messages, users).await?;
         let earlier = earlier_messages(&tx, &messages).await?;
@@ -455,19 +457,19 @@ async fn apply(
 
 /// The messages committed past `published`, in id order, read without the row lock: the
 /// counter and the rows it counts commit together, so what it says is there is there.
-async fn unpublished(client: &Client, published: i64) -> Result<Vec<Message>, StoreError> {
+async fn unpublished(client: &Client, delivered: i64) -> Result<Vec<Message>, StoreError> {
     let last: i64 = client
         .query_one("SELECT last_id FROM message_counter", &[])
         .await?
         .try_get(0)?;
-    if last <= published {
+    if last <= delivered {
         return Ok(Vec::new());
     }
-    messages_between(client, published, last).await
+    messages_between(client, delivered, last).await
 }
 
 /// The messages with ids in `(after, through]`, in id order.
-async fn messages_between(
+pub(super) async fn messages_between(
     client: &impl tokio_postgres::GenericClient,
     after: i64,
     through: i64,

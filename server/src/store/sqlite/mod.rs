@@ -69,6 +69,7 @@ pub(super) fn open(
         conn.pragma_update(None, "max_page_count", pages)?;
     }
     let file = Arc::new(file::DbFile::record(path)?);
+    on_commit.stored_up_to(newest_id_in(&conn)?);
     let handle = writer::spawn(
         writer::Writer {
             conn,

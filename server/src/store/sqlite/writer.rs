@@ -224,7 +224,7 @@ fn commit_batch(writer: &mut Writer, batch: &mut Vec<Write>, users: &mut UserCac
                 })
                 .collect();
             if !stored.is_empty() {
-                (writer.on_commit)(&stored);
+                writer.on_commit.committed(&stored);
             }
             tracing::debug!(size, stored = stored.len(), "committed batch");
             for a in applied {
@@ -522,14 +522,26 @@ mod tests {
             lock,
             file: Arc::new(DbFile::record(&path).unwrap()),
             health: Arc::new(Health::default()),
-            on_commit: Box::new(move |ms| {
-                committed
-                    .lock()
-                    .unwrap()
-                    .extend(ms.iter().map(|m| m.text.clone()));
-            }),
+            on_commit: Arc::new(Texts(committed)),
         };
         (writer, user)
+    }
+
+    /// A sink that records the texts committed.
+    struct Texts(Arc<Mutex<Vec<String>>>);
+
+    impl crate::store::CommitSink for Texts {
+        fn stored_up_to(&self, _: natter_shared::MessageId) {}
+        fn delivered(&self) -> natter_shared::MessageId {
+            natter_shared::MessageId(0)
+        }
+        fn found(&self, _: &[Message]) {}
+        fn committed(&self, ms: &[Message]) {
+            self.0
+                .lock()
+                .unwrap()
+                .extend(ms.iter().map(|m| m.text.clone()));
+        }
     }
 
     fn send(

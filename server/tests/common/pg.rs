@@ -1,0 +1,148 @@
+//! A PostgreSQL database of the test's own: created on the server at 127.0.0.1:5432 (user
+//! `postgres`, trust auth; `NATTER_TEST_POSTGRES_URL=postgres://USER@HOST:PORT` names
+//! another), dropped at the end, panics included, touching no other database. Without a
+//! PostgreSQL, [`TestDb::create`] says so in one line and the test passes, unless
+//! `NATTER_REQUIRE_POSTGRES` is set (`.ci/run` sets it), where that is a failure.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::{TestServer, WAIT};
+
+/// The PostgreSQL server the tests use, without a database name.
+pub fn pg_root() -> String {
+    std::env::var("NATTER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// Runs `sql` on database `db` over a connection of its own, on a runtime and thread of its
+/// own (so it works from `Drop` and from inside a test's runtime alike).
+pub fn run_sql(db: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    let url = format!("{}/{db}", pg_root());
+    let sql = sql.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+            config.connect_timeout(Duration::from_secs(5));
+            let (client, conn) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("{e}"))?;
+            tokio::spawn(conn);
+            let messages = tokio::time::timeout(WAIT, client.simple_query(&sql))
+                .await
+                .map_err(|_| "query timed out".to_owned())?
+                .map_err(|e| format!("{e}: {:?}", e.as_db_error().map(|d| d.message())))?;
+            Ok(messages
+                .into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                    }
+                    _ => None,
+                })
+                .collect())
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// A database of this test's own, dropped (its connections too) when this goes.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    /// A fresh, empty database; `None` (after one line saying why) when there is no
+    /// PostgreSQL to run on and this is not CI.
+    pub fn create() -> Option<TestDb> {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "natter_test_{}_{nanos}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        match run_sql("postgres", &format!("CREATE DATABASE {name}")) {
+            Ok(_) => Some(TestDb { name }),
+            // .ci/run sets it (as it does NATTER_REQUIRE_NGINX), so CI cannot skip these.
+            Err(e) if std::env::var_os("NATTER_REQUIRE_POSTGRES").is_some() => {
+                panic!(
+                    "NATTER_REQUIRE_POSTGRES is set but there is no PostgreSQL at {}: {e}",
+                    pg_root()
+                )
+            }
+            Err(e) => {
+                eprintln!(
+                    "skipped: no PostgreSQL at {} ({e}); install postgresql or set NATTER_TEST_POSTGRES_URL",
+                    pg_root()
+                );
+                None
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", pg_root(), self.name)
+    }
+
+    /// Rows of `sql` run in this database, as text.
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        run_sql(&self.name, sql).unwrap()
+    }
+
+    /// Closes every connection to this database (only this one) and, with `allow` false,
+    /// refuses new ones, as a database that went away would; `allow` true lets them in again.
+    pub fn set_reachable(&self, allow: bool) {
+        run_sql(
+            "postgres",
+            &format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS {allow}; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{}' AND pid <> pg_backend_pid();",
+                self.name, self.name
+            ),
+        )
+        .unwrap();
+    }
+
+    /// A server on this database, with extra flags.
+    pub fn server(&self, args: &[&str]) -> TestServer {
+        // The common harness passes a SQLite path first; the later --db wins.
+        let url = self.url();
+        let mut all = vec!["--db", url.as_str()];
+        all.extend_from_slice(args);
+        TestServer::start_with(&all)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // WITH (FORCE): servers of a failed test may still be connected.
+        if let Err(e) = run_sql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        ) {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+/// `let db = test_db!();` — or the test ends here, skipped.
+#[macro_export]
+macro_rules! test_db {
+    () => {
+        match $crate::common::pg::TestDb::create() {
+            Some(db) => db,
+            None => return,
+        }
+    };
+}
