@@ -9,13 +9,17 @@
 //! - [`scenario`]: routing (group, pairs, sink) → connections; one measured run.
 //! - [`ceiling`]: the minimal tokio-tungstenite broadcast server.
 //! - [`hog`]: busy-looping child process beside a run (a build sharing the machine).
-//! - [`suite`]: the standard scenarios against both targets.
+//! - [`cluster`]: a cluster run's PostgreSQL database and Redis, and their CPU time.
+//! - [`suite`]: the standard scenarios against both targets, and the cluster's.
 //! - [`table`]: the Markdown comparison table.
+//! - [`cluster_table`]: the cluster's table (1–3 instances beside SQLite) and CPU costs.
 //! - [`client`]: the `natter tail --json` row.
 #![forbid(unsafe_code)]
 
 pub mod ceiling;
 pub mod client;
+pub mod cluster;
+pub mod cluster_table;
 pub mod hog;
 pub mod load;
 pub mod marker;

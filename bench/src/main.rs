@@ -47,6 +47,7 @@ impl ServerArgs {
             binary: self.server_bin.clone(),
             max_connections: 10_000,
             queue_capacity: self.queue_capacity,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -127,6 +128,10 @@ enum Cmd {
         /// Busy threads of the CPU hog beside the fan-out's last run (default: one per core).
         #[arg(long)]
         hog_threads: Option<usize>,
+        /// Skip the cluster (natter on PostgreSQL + Redis, 1–3 instances; needs psql, a
+        /// PostgreSQL at NATTER_BENCH_POSTGRES_URL and redis-server).
+        #[arg(long)]
+        no_cluster: bool,
     },
     /// The ceiling: a minimal broadcast server (prints its address on stdout).
     CeilingServer {
@@ -273,6 +278,7 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
             no_client,
             targets,
             hog_threads,
+            no_cluster,
         } => {
             let o = SuiteOptions {
                 natter: server.natter(),
@@ -314,7 +320,18 @@ async fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
                     }
                     Err(why) => client::ClientResult::Skipped(why),
                 };
-                table::markdown(&natter, &ceiling, &client_row)
+                let cluster = if no_cluster {
+                    suite::ClusterResults {
+                        skipped: Some("--no-cluster".into()),
+                        ..Default::default()
+                    }
+                } else {
+                    suite::run_cluster(&o).await
+                };
+                let mut out = table::markdown(&natter, &ceiling, &client_row);
+                out.push('\n');
+                out.push_str(&natter_bench::cluster_table::markdown(&natter, &cluster));
+                out
             })
             .await
             .context("the suite overran its deadline")?;

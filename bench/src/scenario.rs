@@ -4,8 +4,10 @@
 //! natter a user per connection (or a few users sharing connections for group messages)
 //! and `receiver_username` for direct messages; on the ceiling the rooms in the path.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::cluster::Backing;
 use crate::hog::Hog;
 use crate::load::{Accept, ConnSpec, Pace, Phase, Session, to_everyone};
 use crate::stats::{Report, round3};
@@ -54,12 +56,41 @@ impl Routing {
     }
 }
 
-/// The connections for `n` connections on `server`, given natter's tokens (ignored by
-/// the ceiling).
-pub fn specs(server: &Server, routing: Routing, n: usize, tokens: &[String]) -> Vec<ConnSpec> {
-    let addr = server.addr;
-    let natter = server.kind == Kind::Natter;
-    let url = |room: String| {
+/// Which instance each connection opens on, when there are several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Connection `i` on instance `i mod N`.
+    Spread,
+    /// The first `senders` connections on the first instance, every other one on the
+    /// second: each delivery but the senders' own echoes crosses instances.
+    SendersApart {
+        /// Connections on the first instance.
+        senders: usize,
+    },
+}
+
+impl Placement {
+    fn instance(self, i: usize, instances: usize) -> usize {
+        match self {
+            Placement::Spread => i % instances.max(1),
+            Placement::SendersApart { senders } => usize::from(i >= senders).min(instances - 1),
+        }
+    }
+}
+
+/// The connections for `n` connections on the servers at `addrs` (`kind` says which
+/// protocol), given natter's tokens (ignored by the ceiling).
+pub fn specs(
+    kind: Kind,
+    addrs: &[SocketAddr],
+    placement: Placement,
+    routing: Routing,
+    n: usize,
+    tokens: &[String],
+) -> Vec<ConnSpec> {
+    let natter = kind == Kind::Natter;
+    let url = |i: usize, room: String| {
+        let addr = addrs[placement.instance(i, addrs.len())];
         if natter {
             format!("ws://{addr}/ws/chat/")
         } else {
@@ -73,7 +104,7 @@ pub fn specs(server: &Server, routing: Routing, n: usize, tokens: &[String]) -> 
         .map(|i| match routing {
             Routing::Group { .. } => ConnSpec {
                 index: idx(i),
-                url: url("all".into()),
+                url: url(i, "all".into()),
                 token: token(i % users),
                 accept: Accept::Any,
                 to: to_everyone(),
@@ -82,7 +113,7 @@ pub fn specs(server: &Server, routing: Routing, n: usize, tokens: &[String]) -> 
                 let partner = i ^ 1;
                 ConnSpec {
                     index: idx(i),
-                    url: url(format!("p{}", i / 2)),
+                    url: url(i, format!("p{}", i / 2)),
                     token: token(i),
                     accept: Accept::Partner(idx(partner)),
                     to: (idx(partner), format!("\"bu{partner}\"")),
@@ -94,7 +125,7 @@ pub fn specs(server: &Server, routing: Routing, n: usize, tokens: &[String]) -> 
                     let all: Vec<String> = (0..sink).map(|s| format!("s{s}")).collect();
                     ConnSpec {
                         index: idx(i),
-                        url: url(all.join(",")),
+                        url: url(i, all.join(",")),
                         token: token(i),
                         accept: Accept::Any,
                         to: to_everyone(),
@@ -102,7 +133,7 @@ pub fn specs(server: &Server, routing: Routing, n: usize, tokens: &[String]) -> 
                 } else {
                     ConnSpec {
                         index: idx(i),
-                        url: url(format!("s{i}")),
+                        url: url(i, format!("s{i}")),
                         token: token(i),
                         accept: Accept::OwnOnly,
                         to: (idx(sink), format!("\"bu{sink}\"")),
@@ -113,10 +144,16 @@ pub fn specs(server: &Server, routing: Routing, n: usize, tokens: &[String]) -> 
         .collect()
 }
 
-/// A started server with its accounts, ready for any number of runs.
+/// A started server (or cluster) with its accounts, ready for any number of runs.
 pub struct Prepared {
-    /// The server.
+    /// The server (the first instance of a cluster).
     pub server: Server,
+    /// A cluster's other instances.
+    pub others: Vec<Server>,
+    /// Where connections open.
+    pub placement: Placement,
+    /// A cluster's (or one PostgreSQL instance's) database and Redis.
+    backing: Option<Backing>,
     /// Routing the accounts were made for.
     pub routing: Routing,
     /// Connections per run.
@@ -166,11 +203,81 @@ impl Prepared {
         let baseline_rss_kib = server.rss_kib().unwrap_or(0);
         Ok(Prepared {
             server,
+            others: Vec::new(),
+            placement: Placement::Spread,
+            backing: None,
             routing,
             connections,
             tokens,
             baseline_rss_kib,
         })
+    }
+
+    /// Starts `instances` natter-servers on a fresh PostgreSQL database, joined by a Redis
+    /// bus when `bus`, with the accounts `routing` needs for `connections` placed by
+    /// `placement`.
+    pub async fn start_cluster(
+        natter: &ServerOptions,
+        instances: usize,
+        bus: bool,
+        routing: Routing,
+        connections: usize,
+        placement: Placement,
+    ) -> anyhow::Result<Prepared> {
+        let backing = Backing::start().await?;
+        let mut servers = Vec::new();
+        for i in 0..instances.max(1) {
+            let mut opts = natter.clone();
+            opts.max_connections = opts.max_connections.max(connections + 16);
+            opts.extra_args.extend(backing.args(i, bus));
+            match Server::start_natter(&opts).await {
+                Ok(s) => servers.push(s),
+                Err(e) => {
+                    for s in servers {
+                        s.stop().await;
+                    }
+                    backing.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        let server = servers.remove(0);
+        let tokens = server.register_users(routing.users(connections)).await?;
+        // The bus connects in the background; give it a moment so the first run is not
+        // measured polling.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let baseline_rss_kib = server.rss_kib().unwrap_or(0);
+        Ok(Prepared {
+            server,
+            others: servers,
+            placement,
+            backing: Some(backing),
+            routing,
+            connections,
+            tokens,
+            baseline_rss_kib,
+        })
+    }
+
+    fn addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.server.addr)
+            .chain(self.others.iter().map(|s| s.addr))
+            .collect()
+    }
+
+    fn servers(&self) -> impl Iterator<Item = &Server> {
+        std::iter::once(&self.server).chain(&self.others)
+    }
+
+    fn conn_specs(&self) -> Vec<ConnSpec> {
+        specs(
+            self.server.kind,
+            &self.addrs(),
+            self.placement,
+            self.routing,
+            self.connections,
+            &self.tokens,
+        )
     }
 
     /// Opens the connections, runs `load`, closes them; one report.
@@ -197,8 +304,7 @@ impl Prepared {
 
     async fn run_beside(&mut self, scenario: &str, load: Load, hog: Option<&Hog>) -> Report {
         let n = self.connections;
-        let mut session =
-            Session::connect(specs(&self.server, self.routing, n, &self.tokens)).await;
+        let mut session = Session::connect(self.conn_specs()).await;
         let senders = load.senders.min(self.routing.possible_senders(n));
         let phase = Phase {
             senders: (0..senders).collect(),
@@ -209,13 +315,32 @@ impl Prepared {
             text_bytes: load.text_bytes,
             limit: load.limit,
         };
-        let cpu_before = self.server.cpu_seconds().unwrap_or(0.0);
+        let cpu = |s: &Server| s.cpu_seconds().unwrap_or(0.0);
+        let instances_before: Vec<f64> = self.servers().map(cpu).collect();
+        let redis_before = self
+            .backing
+            .as_ref()
+            .map_or(0.0, Backing::redis_cpu_seconds);
+        let pg_before = self
+            .backing
+            .as_ref()
+            .map_or(0.0, |_| Backing::postgres_cpu_seconds());
         let threads_before = self.server.thread_cpu_seconds();
         let own_before = crate::target::own_cpu_seconds();
         let hog_before = hog.map_or(0.0, Hog::cpu_seconds);
         let started = std::time::Instant::now();
         let mut report = session.run(&phase).await;
-        let cpu = self.server.cpu_seconds().unwrap_or(0.0) - cpu_before;
+        let per_instance: Vec<f64> = self
+            .servers()
+            .zip(&instances_before)
+            .map(|(s, before)| round3(cpu(s) - before))
+            .collect();
+        let cpu: f64 = per_instance.iter().sum();
+        if let Some(b) = &self.backing {
+            report.redis_cpu_s = round3(b.redis_cpu_seconds() - redis_before);
+            report.postgres_cpu_s = round3(Backing::postgres_cpu_seconds() - pg_before);
+            report.instance_cpu_s = per_instance;
+        }
         let wall = started.elapsed().as_secs_f64().max(1e-3);
         report.client_cores = round3((crate::target::own_cpu_seconds() - own_before) / wall);
         if let Some(h) = hog {
@@ -239,13 +364,7 @@ impl Prepared {
 
     /// Opens the connections, holds them for `hold`, closes them: connect time and memory.
     pub async fn idle(&mut self, scenario: &str, hold: Duration) -> Report {
-        let session = Session::connect(specs(
-            &self.server,
-            self.routing,
-            self.connections,
-            &self.tokens,
-        ))
-        .await;
+        let session = Session::connect(self.conn_specs()).await;
         tokio::time::sleep(hold).await;
         let mut report = session.idle_report(self.connections);
         self.finish(&mut report, scenario);
@@ -254,26 +373,38 @@ impl Prepared {
     }
 
     fn finish(&mut self, report: &mut Report, scenario: &str) {
-        report.target = self.server.kind.name().to_owned();
+        report.target = match (&self.backing, self.others.len()) {
+            (None, _) => self.server.kind.name().to_owned(),
+            (Some(_), others) => format!("natter-pg-x{}", others + 1),
+        };
+        report.instances = 1 + self.others.len();
         report.scenario = scenario.to_owned();
         report.server_rss_kib = self.server.rss_kib().unwrap_or(0);
         if report.connections > 0 {
             let grown = report.server_rss_kib.saturating_sub(self.baseline_rss_kib);
             report.rss_per_connection_kib = round3(grown as f64 / report.connections as f64);
         }
-        if !self.server.is_running() {
-            report.errors += 1;
-            eprintln!(
-                "natter-bench: the {} server died; its log:\n{}",
-                self.server.kind.name(),
-                self.server.log()
-            );
+        for server in std::iter::once(&mut self.server).chain(&mut self.others) {
+            if !server.is_running() {
+                report.errors += 1;
+                eprintln!(
+                    "natter-bench: the {} server died; its log:\n{}",
+                    server.kind.name(),
+                    server.log()
+                );
+            }
         }
     }
 
-    /// Stops the server.
+    /// Stops the server(s), and drops a cluster's database and Redis.
     pub async fn stop(self) {
         self.server.stop().await;
+        for s in self.others {
+            s.stop().await;
+        }
+        if let Some(b) = self.backing {
+            b.stop().await;
+        }
     }
 }
 

@@ -161,7 +161,18 @@ pub struct Report {
     /// CPU seconds the server used during the run (sending and drain).
     pub server_cpu_s: f64,
     /// Server CPU per delivery, µs: what a delivery costs, independent of the offered rate.
+    /// With several instances, all of them together.
     pub server_cpu_us_per_delivery: f64,
+    /// natter-server processes measured (more than one in cluster runs).
+    pub instances: usize,
+    /// Cluster runs: CPU seconds of each instance during the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instance_cpu_s: Vec<f64>,
+    /// Cluster runs: CPU seconds Redis used during the run.
+    pub redis_cpu_s: f64,
+    /// Runs on PostgreSQL: CPU seconds PostgreSQL used during the run (every `postgres`
+    /// process on the machine).
+    pub postgres_cpu_s: f64,
     /// Cores the load generator itself used during the run (the machine is shared).
     pub client_cores: f64,
     /// Busy threads of the CPU hog beside the run (0 when there was none).

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::load::Pace;
-use crate::scenario::{Load, Prepared, Routing};
+use crate::scenario::{Load, Placement, Prepared, Routing};
 use crate::stats::Report;
 use crate::target::{Kind, ServerOptions};
 
@@ -150,6 +150,89 @@ pub async fn run_target(kind: Kind, o: &SuiteOptions) -> Results {
     res
 }
 
+/// The cluster's results: natter on PostgreSQL + Redis.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterResults {
+    /// The best sustained fan-out step with 1, 2 and 3 instances (connections spread).
+    pub fanout: Vec<(usize, Report)>,
+    /// Two instances, the senders on one and every receiver on the other, at half of the
+    /// two instances' best rate.
+    pub cross_latency: Option<Report>,
+    /// Durable ingress on one instance on PostgreSQL (acknowledged = committed).
+    pub ingress: Option<Report>,
+    /// Why the cluster was not measured, if it was not.
+    pub skipped: Option<String>,
+}
+
+/// The cluster scenarios: fan-out with 1, 2 and 3 instances on one PostgreSQL database
+/// and a Redis bus (100 connections spread over them), cross-instance latency, and
+/// durable ingress on PostgreSQL.
+pub async fn run_cluster(o: &SuiteOptions) -> ClusterResults {
+    let mut res = ClusterResults::default();
+    let group = Routing::Group { users: 10 };
+    for instances in 1..=3 {
+        let started =
+            Prepared::start_cluster(&o.natter, instances, true, group, 100, Placement::Spread)
+                .await;
+        let mut p = match started {
+            Ok(p) => p,
+            Err(e) => {
+                let why = format!("{e:#}");
+                eprintln!("natter-bench: cluster of {instances}: {why}");
+                res.skipped.get_or_insert(why);
+                return res;
+            }
+        };
+        let (best, _) = step_up(&mut p, o).await;
+        p.stop().await;
+        if let Some(mut b) = best {
+            b.scenario = "fanout".into();
+            emit(&b);
+            res.fanout.push((instances, b));
+        }
+    }
+    let two = res
+        .fanout
+        .iter()
+        .find(|(n, _)| *n == 2)
+        .map(|(_, r)| r.clone());
+    if let Some(best) = two {
+        let apart = Placement::SendersApart { senders: 10 };
+        match Prepared::start_cluster(&o.natter, 2, true, group, 100, apart).await {
+            Ok(mut p) => {
+                let half = best.rate_per_sender.unwrap_or(100.0) / 2.0;
+                let r = p
+                    .run("cross-latency", fanout_load(half, o.run_seconds))
+                    .await;
+                emit(&r);
+                res.cross_latency = Some(r);
+                p.stop().await;
+            }
+            Err(e) => eprintln!("natter-bench: cross-instance latency: {e:#}"),
+        }
+    }
+    let mut opts = o.natter.clone();
+    opts.queue_capacity = opts.queue_capacity.max(INGRESS_QUEUE_CAPACITY);
+    match Prepared::start_cluster(&opts, 1, false, Routing::Sink, 101, Placement::Spread).await {
+        Ok(mut p) => {
+            let load = Load {
+                senders: 100,
+                pace: Pace::Window(32),
+                duration: Duration::from_secs_f64(o.run_seconds),
+                drain: Duration::from_secs(3),
+                text_bytes: TEXT_BYTES,
+                limit: None,
+            };
+            let r = p.run("ingress", load).await;
+            emit(&r);
+            res.ingress = Some(r);
+            p.stop().await;
+        }
+        Err(e) => eprintln!("natter-bench: ingress on PostgreSQL: {e:#}"),
+    }
+    res
+}
+
 /// The fan-out scenario's three reports.
 struct Fanout {
     best: Option<Report>,
@@ -163,57 +246,8 @@ struct Fanout {
 /// rates, 32 runs.
 async fn fanout(kind: Kind, o: &SuiteOptions) -> anyhow::Result<Fanout> {
     let mut p = Prepared::start(kind, &o.natter, Routing::Group { users: 10 }, 100).await?;
-    let load = |rate: f64, seconds: f64| Load {
-        senders: 10,
-        pace: Pace::Rate(rate),
-        duration: Duration::from_secs_f64(seconds),
-        drain: Duration::from_secs(2),
-        text_bytes: TEXT_BYTES,
-        limit: None,
-    };
-    let mut best: Option<Report> = None;
-    let mut good = 0.0;
-    let mut bad = None;
-    let mut rate = 100.0;
-    for _ in 0..12 {
-        let r = step(&mut p, load(rate, o.step_seconds)).await;
-        if sustained(&r) {
-            good = rate;
-            if best
-                .as_ref()
-                .is_none_or(|b| r.delivered_per_s > b.delivered_per_s)
-            {
-                best = Some(r);
-            }
-            rate *= 1.4;
-        } else {
-            bad = Some(rate);
-            break;
-        }
-        // Let the server settle between steps.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    if let Some(mut hi) = bad {
-        for _ in 0..3 {
-            if good <= 0.0 {
-                break;
-            }
-            let mid = (good + hi) / 2.0;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let r = step(&mut p, load(mid, o.step_seconds)).await;
-            if sustained(&r) {
-                good = mid;
-                if best
-                    .as_ref()
-                    .is_none_or(|b| r.delivered_per_s > b.delivered_per_s)
-                {
-                    best = Some(r);
-                }
-            } else {
-                hi = mid;
-            }
-        }
-    }
+    let (mut best, good) = step_up(&mut p, o).await;
+    let load = fanout_load;
     if let Some(b) = &mut best {
         b.scenario = "fanout".into();
         emit(b);
@@ -256,6 +290,68 @@ async fn fanout(kind: Kind, o: &SuiteOptions) -> anyhow::Result<Fanout> {
     };
     p.stop().await;
     Ok(Fanout { best, latency, hog })
+}
+
+/// The fan-out load: 10 senders at `rate` messages per second each.
+fn fanout_load(rate: f64, seconds: f64) -> Load {
+    Load {
+        senders: 10,
+        pace: Pace::Rate(rate),
+        duration: Duration::from_secs_f64(seconds),
+        drain: Duration::from_secs(2),
+        text_bytes: TEXT_BYTES,
+        limit: None,
+    }
+}
+
+/// The step-up and bisection of [`fanout`]: the best sustained step, and its rate per
+/// sender (0 when none was).
+async fn step_up(p: &mut Prepared, o: &SuiteOptions) -> (Option<Report>, f64) {
+    let load = fanout_load;
+    let mut best: Option<Report> = None;
+    let mut good = 0.0;
+    let mut bad = None;
+    let mut rate = 100.0;
+    for _ in 0..12 {
+        let r = step(p, load(rate, o.step_seconds)).await;
+        if sustained(&r) {
+            good = rate;
+            if best
+                .as_ref()
+                .is_none_or(|b| r.delivered_per_s > b.delivered_per_s)
+            {
+                best = Some(r);
+            }
+            rate *= 1.4;
+        } else {
+            bad = Some(rate);
+            break;
+        }
+        // Let the server settle between steps.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    if let Some(mut hi) = bad {
+        for _ in 0..3 {
+            if good <= 0.0 {
+                break;
+            }
+            let mid = (good + hi) / 2.0;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let r = step(p, load(mid, o.step_seconds)).await;
+            if sustained(&r) {
+                good = mid;
+                if best
+                    .as_ref()
+                    .is_none_or(|b| r.delivered_per_s > b.delivered_per_s)
+                {
+                    best = Some(r);
+                }
+            } else {
+                hi = mid;
+            }
+        }
+    }
+    (best, good)
 }
 
 /// One fan-out step; a step that fails is tried once more after a pause, so one stall of

@@ -41,7 +41,7 @@ fn fmt_num(x: Option<f64>) -> String {
     fmt_with(x, 2)
 }
 
-fn fmt_with(x: Option<f64>, decimals: usize) -> String {
+pub(crate) fn fmt_with(x: Option<f64>, decimals: usize) -> String {
     match x {
         None => "–".into(),
         Some(v) if v >= 1000.0 => {

@@ -63,6 +63,9 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Frames queued per connection before a slow reader is closed (both servers).
     pub queue_capacity: usize,
+    /// More natter-server flags, after the others (a later `--db` wins over the temporary
+    /// file): the cluster's database and bus.
+    pub extra_args: Vec<String>,
 }
 
 impl Server {
@@ -88,6 +91,7 @@ impl Server {
             .arg(opts.max_connections.to_string())
             .arg("--queue-capacity")
             .arg(opts.queue_capacity.to_string())
+            .args(&opts.extra_args)
             .env("RUST_LOG", "warn");
         Self::start(Kind::Natter, cmd, dir)
             .await

@@ -401,6 +401,8 @@ struct Mine {
     users: BTreeMap<String, Username>,
     /// A write to Redis failed (or Redis came back): rewrite the whole entry.
     dirty: bool,
+    /// Whether a second instance with our name was reported.
+    clash_told: bool,
 }
 
 /// The presence task: this instance's entry, the others' view, and the hub told of flips.
@@ -417,6 +419,7 @@ async fn presence(
         seq: 0,
         users: BTreeMap::new(),
         dirty: true,
+        clash_told: false,
     };
     let mut others = ClusterPresence::default();
     let entry = names.entry(&me);
@@ -566,6 +569,29 @@ async fn refresh(
     if let Ok(Ok(())) = tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(redis)).await {
         mine.dirty = false;
     } else {
+        mine.dirty = true;
+        return;
+    }
+    // Another process under our name rewrites our entry with its own run: both instances'
+    // users would come and go at random. Said once; our entry is rewritten each time.
+    let run = tokio::time::timeout(
+        REDIS_TIMEOUT,
+        redis::cmd("HGET")
+            .arg(entry)
+            .arg("#run")
+            .query_async::<Option<String>>(redis),
+    )
+    .await;
+    if let Ok(Ok(Some(run))) = run
+        && run != mine.run
+    {
+        if !mine.clash_told {
+            tracing::warn!(
+                instance = %me,
+                "another natter-server uses this --instance-name on the same bus; give each instance its own name, or presence will be wrong"
+            );
+            mine.clash_told = true;
+        }
         mine.dirty = true;
     }
 }

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 pub fn nginx_binary() -> Option<PathBuf> {
     let found = find();
     if found.is_none() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
         assert!(
-            std::env::var_os("NATTER_REQUIRE_NGINX").is_none(),
-            "NATTER_REQUIRE_NGINX is set but nginx is not installed"
+            std::env::var_os("NATTER_REQUIRE_NGINX").is_none() && !ci,
+            "NATTER_REQUIRE_NGINX or CI=true is set but nginx is not installed"
         );
         eprintln!("skipped: nginx is not installed (apt-get install nginx)");
     }

@@ -319,8 +319,14 @@ impl Reads {
         after: MessageId,
         through: MessageId,
     ) -> Result<Vec<Message>, StoreError> {
-        self.read(|c| async move { writer::messages_between(&**c, after.0, through.0).await })
-            .await
+        self.read(|c| async move {
+            let stmt = c
+                .prepare_cached(writer::BETWEEN_SQL)
+                .await
+                .map_err(read_error)?;
+            writer::messages_between(&**c, &stmt, after.0, through.0).await
+        })
+        .await
     }
 
     /// Blocking, for start-up: on a connection of its own, on a runtime of its own.

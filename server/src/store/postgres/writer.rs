@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use natter_shared::{Message, MessageId, Timestamp, Username};
 use tokio::sync::mpsc;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use super::{QUERY_TIMEOUT, condition_of, message_from_row, reason};
 use crate::store::health::{Condition, Health};
@@ -64,11 +64,84 @@ type UserCache = HashMap<String, (i64, Username)>;
 /// Entries the receiver cache may hold before it starts over (~100 bytes each).
 const USER_CACHE_MAX: usize = 100_000;
 
+/// The write connection and its statements, prepared once when it connects: a statement
+/// given as text costs a round trip to prepare it before every use, and all but the first
+/// of a batch's statements run while it holds the counter row that other writers wait for.
+struct Conn {
+    client: Client,
+    st: Statements,
+}
+
+struct Statements {
+    lock_counter: Statement,
+    read_counter: Statement,
+    set_counter: Statement,
+    between: Statement,
+    receivers: Statement,
+    earlier: Statement,
+    insert_messages: Statement,
+    insert_user: Statement,
+    insert_token: Statement,
+    remove_token: Statement,
+}
+
+impl Statements {
+    async fn prepare(c: &Client) -> Result<Statements, tokio_postgres::Error> {
+        Ok(Statements {
+            lock_counter: c
+                .prepare("SELECT last_id FROM message_counter FOR UPDATE")
+                .await?,
+            read_counter: c.prepare("SELECT last_id FROM message_counter").await?,
+            set_counter: c
+                .prepare("UPDATE message_counter SET last_id = $1")
+                .await?,
+            between: c.prepare(BETWEEN_SQL).await?,
+            receivers: c
+                .prepare("SELECT id, username, username_key FROM users WHERE username_key = ANY($1)")
+                .await?,
+            earlier: c
+                .prepare(
+                    "SELECT m.id, s.username, r.username, m.text, m.created_at, m.client_id, m.sender_id \
+                     FROM messages m JOIN users s ON s.id = m.sender_id \
+                     LEFT JOIN users r ON r.id = m.receiver_id \
+                     JOIN UNNEST($1::int8[], $2::text[]) AS k(sender_id, client_id) \
+                       ON m.sender_id = k.sender_id AND m.client_id = k.client_id",
+                )
+                .await?,
+            insert_messages: c
+                .prepare(
+                    "INSERT INTO messages (id, sender_id, receiver_id, text, created_at, client_id) \
+                     SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::text[], \
+                                          $5::int8[], $6::text[])",
+                )
+                .await?,
+            insert_user: c
+                .prepare(
+                    "INSERT INTO users (username, username_key, password_hash, created_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (username_key) DO NOTHING RETURNING id",
+                )
+                .await?,
+            insert_token: c
+                .prepare("INSERT INTO tokens (token_hash, user_id, created_at) VALUES ($1, $2, $3)")
+                .await?,
+            remove_token: c
+                .prepare("DELETE FROM tokens WHERE token_hash = $1")
+                .await?,
+        })
+    }
+}
+
+/// Messages with ids in `($1, $2]`, in id order (for [`messages_between`]).
+pub(super) const BETWEEN_SQL: &str = "SELECT m.id, s.username, r.username, m.text, m.created_at, m.client_id \
+     FROM messages m JOIN users s ON s.id = m.sender_id \
+     LEFT JOIN users r ON r.id = m.receiver_id \
+     WHERE m.id > $1 AND m.id <= $2 ORDER BY m.id";
+
 /// What the writer task owns.
 pub(super) struct Writer {
     config: tokio_postgres::Config,
     /// The write connection; `None` after it was lost, until the next connect.
-    client: Option<Client>,
+    client: Option<Conn>,
     /// When connecting last failed.
     failed_at: Option<Instant>,
     health: Arc<Health>,
@@ -107,21 +180,27 @@ impl Writer {
     }
 
     /// The write connection, connecting if there is none; the reason if there cannot be one.
-    async fn take_client(&mut self) -> Result<Client, String> {
-        if let Some(client) = self.client.take()
-            && !client.is_closed()
+    async fn take_client(&mut self) -> Result<Conn, String> {
+        if let Some(conn) = self.client.take()
+            && !conn.client.is_closed()
         {
-            return Ok(client);
+            return Ok(conn);
         }
         if let Some(at) = self.failed_at
             && at.elapsed() < RETRY_INTERVAL
         {
             return Err("PostgreSQL could not be reached a moment ago".into());
         }
-        match tokio::time::timeout(QUERY_TIMEOUT, super::connect(&self.config)).await {
-            Ok(Ok(client)) => {
+        let connected = tokio::time::timeout(QUERY_TIMEOUT, async {
+            let client = super::connect(&self.config).await?;
+            let st = Statements::prepare(&client).await?;
+            Ok::<_, tokio_postgres::Error>(Conn { client, st })
+        })
+        .await;
+        match connected {
+            Ok(Ok(conn)) => {
                 self.failed_at = None;
-                Ok(client)
+                Ok(conn)
             }
             Ok(Err(e)) => {
                 self.failed_at = Some(Instant::now());
@@ -322,13 +401,14 @@ struct NewRows {
 /// and the messages committed before it that were never published (ids past `published`
 /// below the batch's own; see the module documentation).
 async fn apply(
-    client: &mut Client,
+    conn: &mut Conn,
     batch: &[Write],
     users: &mut UserCache,
     sink: &dyn CommitSink,
 ) -> Result<(Vec<Option<Done>>, Vec<Message>), StoreError> {
     let mut missed = Vec::new();
-    let tx = client.transaction().await?;
+    let st = &conn.st;
+    let tx = conn.client.transaction().await?;
     let mut done: Vec<Option<Done>> = batch.iter().map(|_| None).collect();
     // Accounts first, then messages: all of them are answered after the one commit, so
     // either order is one the callers could have seen.
@@ -342,6 +422,7 @@ async fn apply(
                 ..
             } => Some(Done::Register(Ok(insert_user(
                 &tx,
+                st,
                 username,
                 password_hash,
                 token_hash,
@@ -350,15 +431,11 @@ async fn apply(
             Write::AddToken {
                 user, token_hash, ..
             } => {
-                insert_token(&tx, *user, token_hash).await?;
+                insert_token(&tx, st, *user, token_hash).await?;
                 Some(Done::Token(Ok(())))
             }
             Write::RemoveToken { token_hash, .. } => {
-                tx.execute(
-                    "DELETE FROM tokens WHERE token_hash = $1",
-                    &[&&token_hash[..]],
-                )
-                .await?;
+                tx.execute(&st.remove_token, &[&&token_hash[..]]).await?;
                 Some(Done::Token(Ok(())))
             }
         };
@@ -374,17 +451,14 @@ async fn apply(
         })
         .collect();
     if !messages.is_empty() {
-        let mut last: i64 = tx
-            .query_one("SELECT last_id FROM message_counter FOR UPDATE", &[])
-            .await?
-            .try_get(0)?;
+        let mut last: i64 = tx.query_one(&st.lock_counter, &[]).await?.try_get(0)?;
         let delivered = sink.delivered().0;
         if last > delivered {
             // Under the row lock every id up to `last` is committed and visible.
-            missed = messages_between(&tx, delivered, last).await?;
+            missed = messages_between(&tx, &st.between, delivered, last).await?;
         }
-        look_up_receivers(&tx, &messages, users).await?;
-        let earlier = earlier_messages(&tx, &messages).await?;
+        look_up_receivers(&tx, st, &messages, users).await?;
+        let earlier = earlier_messages(&tx, st, &messages).await?;
         let mut in_batch: HashMap<(i64, String), Message> = HashMap::new();
         let mut rows = NewRows::default();
         for (i, sender, m) in messages {
@@ -434,9 +508,7 @@ async fn apply(
         }
         if !rows.ids.is_empty() {
             tx.execute(
-                "INSERT INTO messages (id, sender_id, receiver_id, text, created_at, client_id) \
-                 SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::text[], \
-                                      $5::int8[], $6::text[])",
+                &st.insert_messages,
                 &[
                     &rows.ids,
                     &rows.senders,
@@ -447,8 +519,7 @@ async fn apply(
                 ],
             )
             .await?;
-            tx.execute("UPDATE message_counter SET last_id = $1", &[&last])
-                .await?;
+            tx.execute(&st.set_counter, &[&last]).await?;
         }
     }
     tx.commit().await?;
@@ -457,32 +528,29 @@ async fn apply(
 
 /// The messages committed past `published`, in id order, read without the row lock: the
 /// counter and the rows it counts commit together, so what it says is there is there.
-async fn unpublished(client: &Client, delivered: i64) -> Result<Vec<Message>, StoreError> {
-    let last: i64 = client
-        .query_one("SELECT last_id FROM message_counter", &[])
+async fn unpublished(conn: &Conn, delivered: i64) -> Result<Vec<Message>, StoreError> {
+    let last: i64 = conn
+        .client
+        .query_one(&conn.st.read_counter, &[])
         .await?
         .try_get(0)?;
     if last <= delivered {
         return Ok(Vec::new());
     }
-    messages_between(client, delivered, last).await
+    messages_between(&conn.client, &conn.st.between, delivered, last).await
 }
 
 /// The messages with ids in `(after, through]`, in id order.
-pub(super) async fn messages_between(
+pub(super) async fn messages_between<S>(
     client: &impl tokio_postgres::GenericClient,
+    statement: &S,
     after: i64,
     through: i64,
-) -> Result<Vec<Message>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT m.id, s.username, r.username, m.text, m.created_at, m.client_id \
-             FROM messages m JOIN users s ON s.id = m.sender_id \
-             LEFT JOIN users r ON r.id = m.receiver_id \
-             WHERE m.id > $1 AND m.id <= $2 ORDER BY m.id",
-            &[&after, &through],
-        )
-        .await?;
+) -> Result<Vec<Message>, StoreError>
+where
+    S: tokio_postgres::ToStatement + Sync + Send + ?Sized,
+{
+    let rows = client.query(statement, &[&after, &through]).await?;
     rows.iter().map(message_from_row).collect()
 }
 
@@ -490,6 +558,7 @@ pub(super) async fn messages_between(
 /// query; names that are not there stay out (unknown receivers).
 async fn look_up_receivers(
     tx: &tokio_postgres::Transaction<'_>,
+    st: &Statements,
     messages: &[(usize, &User, &natter_shared::protocol::SendMessage)],
     users: &mut UserCache,
 ) -> Result<(), StoreError> {
@@ -506,12 +575,7 @@ async fn look_up_receivers(
     if users.len() + wanted.len() > USER_CACHE_MAX {
         users.clear();
     }
-    let rows = tx
-        .query(
-            "SELECT id, username, username_key FROM users WHERE username_key = ANY($1)",
-            &[&wanted],
-        )
-        .await?;
+    let rows = tx.query(&st.receivers, &[&wanted]).await?;
     for r in rows {
         let stored: String = r.try_get(1)?;
         let Ok(name) = Username::parse(&stored) else {
@@ -525,6 +589,7 @@ async fn look_up_receivers(
 /// The messages stored earlier under the batch's (sender, client_id) pairs, with one query.
 async fn earlier_messages(
     tx: &tokio_postgres::Transaction<'_>,
+    st: &Statements,
     messages: &[(usize, &User, &natter_shared::protocol::SendMessage)],
 ) -> Result<HashMap<(i64, String), Message>, StoreError> {
     let (senders, client_ids): (Vec<i64>, Vec<String>) = messages
@@ -539,16 +604,7 @@ async fn earlier_messages(
     if senders.is_empty() {
         return Ok(found);
     }
-    let rows = tx
-        .query(
-            "SELECT m.id, s.username, r.username, m.text, m.created_at, m.client_id, m.sender_id \
-             FROM messages m JOIN users s ON s.id = m.sender_id \
-             LEFT JOIN users r ON r.id = m.receiver_id \
-             JOIN UNNEST($1::int8[], $2::text[]) AS k(sender_id, client_id) \
-               ON m.sender_id = k.sender_id AND m.client_id = k.client_id",
-            &[&senders, &client_ids],
-        )
-        .await?;
+    let rows = tx.query(&st.earlier, &[&senders, &client_ids]).await?;
     for r in rows {
         let message = message_from_row(&r)?;
         let sender: i64 = r.try_get(6)?;
@@ -561,6 +617,7 @@ async fn earlier_messages(
 
 async fn insert_user(
     tx: &tokio_postgres::Transaction<'_>,
+    st: &Statements,
     username: &Username,
     password_hash: &str,
     token_hash: &[u8; 32],
@@ -570,8 +627,7 @@ async fn insert_user(
     // another writer inserting the same name concurrently is waited for, then seen).
     let row = tx
         .query_opt(
-            "INSERT INTO users (username, username_key, password_hash, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (username_key) DO NOTHING RETURNING id",
+            &st.insert_user,
             &[&username.as_str(), &username.key(), &password_hash, &now],
         )
         .await?;
@@ -579,7 +635,7 @@ async fn insert_user(
         return Ok(RegisterOutcome::Taken);
     };
     let id = UserId(row.try_get(0)?);
-    insert_token(tx, id, token_hash).await?;
+    insert_token(tx, st, id, token_hash).await?;
     Ok(RegisterOutcome::Created(User {
         id,
         username: username.clone(),
@@ -588,11 +644,12 @@ async fn insert_user(
 
 async fn insert_token(
     tx: &tokio_postgres::Transaction<'_>,
+    st: &Statements,
     user: UserId,
     token_hash: &[u8; 32],
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO tokens (token_hash, user_id, created_at) VALUES ($1, $2, $3)",
+        &st.insert_token,
         &[&&token_hash[..], &user.0, &Timestamp::now().unix_millis()],
     )
     .await?;
