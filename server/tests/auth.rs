@@ -85,7 +85,7 @@ async fn no_token_is_401() {
 async fn websocket_accepts_query_token() {
     let server = TestServer::start();
     let a = server.register("alice").await;
-    let url = format!("ws://{}/ws/chat/?token={a}", server.addr);
+    let url = format!("ws://{}/ws/chat/?token={a}", server.ws_addr());
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     use futures_util::StreamExt;
     let first = ws.next().await.unwrap().unwrap();

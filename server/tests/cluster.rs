@@ -8,6 +8,8 @@
 //!
 //! Each test has a database of its own (see `common::pg`) and a Redis key prefix of its own
 //! on the shared Redis, or a throwaway `redis-server` when it stops Redis (`common::redis`).
+//! They pick their backend themselves, so they run in the default pass only (see
+//! `test_db!`), not again in the `NATTER_TEST_BACKEND=postgres` and `cluster` passes.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -44,7 +46,7 @@ impl Cluster {
                     args.extend(more.iter().map(|s| s.to_string()));
                 }
                 let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-                TestServer::start_with(&refs)
+                TestServer::start_plain(&refs)
             })
             .collect();
         Cluster { nodes, bus, db }
@@ -548,6 +550,7 @@ async fn the_send_rate_is_per_instance() {
 /// A bus with a SQLite file is refused in one line: a file cannot be shared.
 #[test]
 fn a_bus_with_a_sqlite_file_is_refused() {
+    only_on!(Sqlite; "start-up refusals need no backend (runs in the default pass)");
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_natter-server"))
         .args([

@@ -53,6 +53,7 @@ fn assert_usage_error(args: &[&str], needle: &str) {
 /// each one line on stderr with exit code 2.
 #[test]
 fn usage_errors_are_one_line_with_exit_code_2() {
+    only_on!(Sqlite; "the command line opens no database: the same on every backend");
     assert_usage_error(&["--frob"], "'--frob'");
     assert_usage_error(&["--frob"], "--help");
     assert_usage_error(&["--bind"], "'--bind <BIND>'");
@@ -67,6 +68,7 @@ fn usage_errors_are_one_line_with_exit_code_2() {
 /// `--help` is the whole help on stdout, exit 0; `--version` is one line, exit 0.
 #[test]
 fn help_and_version_stay_whole() {
+    only_on!(Sqlite; "the command line opens no database: the same on every backend");
     let o = server_with(&["--help"]);
     assert!(o.status.success(), "{o:?}");
     let help = text(&o.stdout);
@@ -85,6 +87,7 @@ fn help_and_version_stay_whole() {
 /// and does not serve.
 #[test]
 fn completions_print_a_script_per_shell() {
+    only_on!(Sqlite; "the command line opens no database: the same on every backend");
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let o = server_with(&["completions", shell]);
         assert!(o.status.success(), "{shell}: {o:?}");
@@ -102,6 +105,7 @@ fn completions_print_a_script_per_shell() {
 /// (not the hidden test flag); `man completions` prints the page it refers to.
 #[test]
 fn man_prints_the_manual_page() {
+    only_on!(Sqlite; "the command line opens no database: the same on every backend");
     let o = server_with(&["man"]);
     assert!(o.status.success(), "{o:?}");
     let page = text(&o.stdout);

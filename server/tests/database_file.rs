@@ -19,6 +19,7 @@ const APPLICATION_ID: i64 = 0x6E61_7474;
 /// the first keeps working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_server_on_the_same_database_is_refused() {
+    only_on!(Sqlite; "about the SQLite file");
     let server = TestServer::start();
     let token = server.register("alice").await;
     let refusal = expect_refusal(&[], &server.db_path());
@@ -37,6 +38,7 @@ async fn second_server_on_the_same_database_is_refused() {
 /// (no WAL switch, no migration, no files left beside it).
 #[test]
 fn foreign_sqlite_file_is_refused_and_left_unchanged() {
+    only_on!(Sqlite; "about the SQLite file");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("notes.db");
     {
@@ -58,6 +60,7 @@ fn foreign_sqlite_file_is_refused_and_left_unchanged() {
 /// A file stamped with another application's id is refused even if it is empty of tables.
 #[test]
 fn other_application_id_is_refused() {
+    only_on!(Sqlite; "about the SQLite file");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("other.db");
     rusqlite::Connection::open(&db)
@@ -71,6 +74,7 @@ fn other_application_id_is_refused() {
 /// with an account in it) is accepted, its account still logs in, and it is stamped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn natter_database_from_before_application_id_is_adopted() {
+    only_on!(Sqlite; "about the SQLite file");
     let mut server = TestServer::start();
     server.register("alice").await;
     assert!(server.terminate().success());
@@ -102,6 +106,7 @@ async fn natter_database_from_before_application_id_is_adopted() {
 /// with application_id 0 is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_1_database_with_application_id_0_is_accepted() {
+    only_on!(Sqlite; "about the SQLite file");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("natter.db");
     {
@@ -157,6 +162,7 @@ fn set_mode(path: &Path, mode: u32) {
 /// write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_database_file_is_refused() {
+    only_on!(Sqlite; "about the SQLite file");
     let Some(wrapper) = without_override() else {
         return;
     };
@@ -171,6 +177,7 @@ async fn read_only_database_file_is_refused() {
 /// line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_directory_is_refused() {
+    only_on!(Sqlite; "about the SQLite file");
     let Some(wrapper) = without_override() else {
         return;
     };

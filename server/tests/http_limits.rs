@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::backend::Storage;
 use common::{TestServer, WAIT};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -108,6 +109,7 @@ async fn http_connection_cap_refuses_the_newest() {
 /// its place.
 #[tokio::test]
 async fn per_user_connection_cap() {
+    only_on!(Sqlite, Postgres; "caps are per instance, and a cluster spreads sockets over three");
     let server = TestServer::start_with(&["--max-connections-per-user", "2"]);
     let [alice, bob] = server.register_all(["alice", "bob"]).await;
     let (first, _) = server.connect(&alice, None).await;
@@ -129,19 +131,21 @@ async fn per_user_connection_cap() {
     }
 }
 
-/// Starts the server binary through `sh` with `ulimit` flags applied first; returns the child
-/// and its address (stderr piped, at info level).
+/// Starts the server binary through `sh` with `ulimit` flags applied first, one process on
+/// `storage` (a cluster's first instance, on a cluster); returns the child and its address
+/// (stderr piped, at info level).
 fn spawn_with_ulimit(
     ulimit: &str,
-    db: &std::path::Path,
+    dir: &std::path::Path,
+    storage: &Storage,
     extra: &[&str],
 ) -> (std::process::Child, String) {
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c")
         .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_natter-server"))
-        .args(["--bind", "127.0.0.1:0", "--db"])
-        .arg(db)
+        .args(["--bind", "127.0.0.1:0"])
+        .args(storage.args(dir, 0))
         .args(extra)
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped());
@@ -152,6 +156,7 @@ fn spawn_with_ulimit(
 #[test]
 fn open_files_limit_is_raised_and_logged() {
     use std::io::Read;
+    let storage = Storage::current();
     let dir = tempfile::tempdir().unwrap();
     let hard: u64 = String::from_utf8(
         std::process::Command::new("sh")
@@ -164,7 +169,7 @@ fn open_files_limit_is_raised_and_logged() {
     .trim()
     .parse()
     .unwrap_or(u64::MAX);
-    let (mut child, _) = spawn_with_ulimit("-Sn 256", &dir.path().join("n.db"), &[]);
+    let (mut child, _) = spawn_with_ulimit("-Sn 256", dir.path(), &storage, &[]);
     child.kill().unwrap();
     child.wait().unwrap();
     let mut log = String::new();
@@ -188,10 +193,12 @@ fn open_files_limit_is_raised_and_logged() {
 /// the request timeout passes it serves logins again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickled_bodies_under_a_descriptor_limit() {
+    let storage = Storage::current();
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr) = spawn_with_ulimit(
         "-n 512",
-        &dir.path().join("n.db"),
+        dir.path(),
+        &storage,
         &[
             "--max-http-connections",
             "256",

@@ -10,6 +10,7 @@ use serde_json::Value;
 /// a connection frees its place.
 #[tokio::test]
 async fn connection_limit() {
+    only_on!(Sqlite, Postgres; "caps are per instance, and a cluster spreads sockets over three");
     let server = TestServer::start_with(&["--max-connections", "2"]);
     let a = server.register("alice").await;
     let (first, _) = server.connect(&a, None).await;
@@ -39,6 +40,7 @@ async fn connection_limit() {
 /// from this version reopens with its data.
 #[tokio::test]
 async fn schema_versions() {
+    only_on!(Sqlite; "sets the SQLite file's user_version");
     let mut server = TestServer::start();
     let a = server.register("alice").await;
     server.post(&a, serde_json::json!({"text": "kept"})).await;

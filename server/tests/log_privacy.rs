@@ -3,31 +3,25 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::TestServer;
 use serde_json::json;
 
-/// Starts the binary logging everything, the WebSocket library by name too (a directive
-/// more specific than any ceiling appended to it), with stderr going to `log` (a file, so
-/// a full pipe cannot stall the server).
-fn start_tracing(log: &std::path::Path) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter-server"));
-    cmd.args(["--bind", "127.0.0.1:0", "--rate-limit", "0", "--db"])
-        .arg(dir.path().join("natter.db"))
-        .env(
+/// Starts the server logging everything, the WebSocket library by name too (a directive
+/// more specific than any ceiling appended to it), with each instance's stderr going to
+/// `stderr{i}.log` in `logs` (a file, so a full pipe cannot stall the server). On a cluster
+/// every instance logs, the ones that only pass messages on from Redis included.
+fn start_tracing(logs: &Path) -> TestServer {
+    let logs = logs.to_owned();
+    TestServer::start_configured(&[], move |i, cmd: &mut Command| {
+        cmd.env(
             "RUST_LOG",
             "trace,tungstenite::protocol=trace,tokio_tungstenite=trace",
         )
-        .stderr(std::fs::File::create(log).unwrap());
-    let (child, addr) = common::spawn_listening(cmd);
-    TestServer {
-        child,
-        addr,
-        dir,
-        extra_args: Vec::new(),
-    }
+        .stderr(std::fs::File::create(logs.join(format!("stderr{i}.log"))).unwrap());
+    })
 }
 
 /// With every level on, group and direct messages sent over WebSocket and over REST leave
@@ -37,8 +31,7 @@ fn start_tracing(log: &std::path::Path) -> TestServer {
 #[tokio::test]
 async fn message_text_is_never_logged() {
     let log_dir = tempfile::tempdir().unwrap();
-    let log = log_dir.path().join("stderr.log");
-    let mut server = start_tracing(&log);
+    let mut server = start_tracing(log_dir.path());
     let [a, b] = server.register_all(["alice", "bob"]).await;
     let (mut wa, _) = server.connect(&a, None).await;
     let markers = [
@@ -71,7 +64,9 @@ async fn message_text_is_never_logged() {
     wa.inner.close(None).await.unwrap();
     assert!(server.terminate().success());
 
-    let stderr = std::fs::read_to_string(&log).unwrap();
+    let stderr: String = (0..server.instances())
+        .map(|i| std::fs::read_to_string(log_dir.path().join(format!("stderr{i}.log"))).unwrap())
+        .collect();
     // Not vacuous: verbose levels are on, and the WebSocket library's events reach the log
     // (its close-frame lines are at debug; its trace events are the ones that print
     // payloads, and they are what the server filters out).

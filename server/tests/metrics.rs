@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use common::TestServer;
+use common::backend::Storage;
 use serde_json::json;
 
 /// The value of the sample named `series` exactly (name and labels) in Prometheus text.
@@ -25,16 +26,12 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 /// auth failures and closes; the histograms have samples; the chat port has no /metrics.
 #[tokio::test]
 async fn metrics_move_with_the_server() {
+    only_on!(Sqlite, Postgres; "counts one process's events; a cluster spreads them over three");
+    let storage = Storage::current();
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_natter-server"))
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--metrics-bind",
-            "127.0.0.1:0",
-            "--db",
-        ])
-        .arg(dir.path().join("natter.db"))
+        .args(["--bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0"])
+        .args(storage.args(dir.path(), 0))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -54,12 +51,7 @@ async fn metrics_move_with_the_server() {
         .strip_prefix("natter-server metrics on ")
         .unwrap_or_else(|| panic!("no metrics line: {second:?}"))
         .to_owned();
-    let server = TestServer {
-        child,
-        addr,
-        dir,
-        extra_args: Vec::new(),
-    };
+    let server = TestServer::adopt(child, addr, dir, storage);
     let scrape = || async {
         let r = common::http().get(&metrics_url).send().await.unwrap();
         assert_eq!(r.status(), 200);

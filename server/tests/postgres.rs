@@ -7,7 +7,9 @@
 //! `postgres`, trust auth; `NATTER_TEST_POSTGRES_URL=postgres://USER@HOST:PORT` names another)
 //! and drops it at the end, panics included, touching no other database. Without a
 //! PostgreSQL each test says so in one line and passes, unless `NATTER_REQUIRE_POSTGRES` is
-//! set (`.ci/run` sets it), where that is a failure.
+//! set (`.ci/run` sets it), where that is a failure. These tests pick their backend
+//! themselves, so they run in the default pass only (see `test_db!`), not again in the
+//! `NATTER_TEST_BACKEND=postgres` and `cluster` passes.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -608,6 +610,7 @@ fn refusal(args: &[&str]) -> String {
 /// with a URL are each one line at start, with the password never shown.
 #[test]
 fn bad_postgres_targets_are_one_line_errors() {
+    only_on!(Sqlite; "start-up refusals need no backend (runs in the default pass)");
     let e = refusal(&["--db", "postgres://u:hunter2@127.0.0.1:notaport/db"]);
     assert!(e.contains("invalid PostgreSQL URL"), "{e}");
     assert!(!e.contains("hunter2"), "{e}");
@@ -662,7 +665,7 @@ fn migrate(from: &std::path::Path, to: &str) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_copies_a_sqlite_database_into_an_empty_one() {
     let db = test_db!();
-    let mut sqlite = TestServer::start();
+    let mut sqlite = TestServer::start_plain(&[]);
     let [a, b] = sqlite.register_all(["alice", "Bob"]).await;
     sqlite
         .post(&a, json!({"text": "hello", "client_id": "k1"}))

@@ -61,8 +61,9 @@ async fn reader_that_never_reads_is_cut_after_the_write_timeout() {
     let server = TestServer::start_with(&["--write-timeout", "2"]);
     let [a, stuck, watcher] = server.register_all(["alice", "stuck", "watcher"]).await;
     let (mut watch, _) = server.connect(&watcher, None).await;
-    let mut tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
-    let request = raw::upgrade_request(&server.addr, &stuck, Some(SAMPLE_KEY));
+    let ws_addr = server.ws_addr();
+    let mut tcp = tokio::net::TcpStream::connect(&ws_addr).await.unwrap();
+    let request = raw::upgrade_request(&ws_addr, &stuck, Some(SAMPLE_KEY));
     tcp.write_all(&request).await.unwrap();
     // The watcher sees the stuck user come online.
     loop {
@@ -175,8 +176,9 @@ async fn silent_peer_is_dropped() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = TestServer::start_with(&["--idle-timeout", "1"]);
     let a = server.register("alice").await;
-    let mut tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
-    let request = raw::upgrade_request(&server.addr, &a, Some(SAMPLE_KEY));
+    let ws_addr = server.ws_addr();
+    let mut tcp = tokio::net::TcpStream::connect(&ws_addr).await.unwrap();
+    let request = raw::upgrade_request(&ws_addr, &a, Some(SAMPLE_KEY));
     tcp.write_all(&request).await.unwrap();
     let mut received = Vec::new();
     let read_all = async {

@@ -1,12 +1,17 @@
 //! Connection tasks that all stall at once (a scheduling hiccup on a busy machine) while
 //! messages keep coming cut nobody: every queue overflows, every connection catches up from
 //! the store, and each gets every message once, in order. The server runs in-process through
-//! its library `Server::serve`, so a test hook can stall its connection tasks.
+//! its library `Server::serve`, so a test hook can stall its connection tasks: on the
+//! backend `NATTER_TEST_BACKEND` names, and on a cluster as three servers on one database
+//! and one bus, the connections spread over them (every instance's tasks stall at once).
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::Ws;
+use common::backend::Storage;
+use natter_server::bus::BusTarget;
+use natter_server::store::DbTarget;
 use natter_shared::ServerFrame;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -33,23 +38,44 @@ async fn stalled_connection_tasks_catch_up_from_the_store() {
 async fn stall_while_sending(recent_bytes: usize, total: usize) {
     const CONNS: usize = 100;
     const USERS: usize = 10;
+    let storage = Storage::current();
     let dir = tempfile::tempdir().unwrap();
     let (pause, paused) = tokio::sync::watch::channel(false);
-    let mut config = natter_server::Config::new(dir.path().join("natter.db"));
-    config.queue_capacity = 16;
-    config.recent_bytes = recent_bytes;
-    config.rate_per_sec = 0;
-    config.register_burst = 0;
-    config.pause_writes = Some(paused);
-    let server = natter_server::Server::open(config).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
-
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut addrs = Vec::new();
+    let mut serving = Vec::new();
+    for i in 0..storage.instances() {
+        let db = match &storage.db {
+            Some(db) => DbTarget::parse(&db.url()).unwrap(),
+            None => DbTarget::from(dir.path().join("natter.db")),
+        };
+        let mut config = natter_server::Config::new(db);
+        config.queue_capacity = 16;
+        config.recent_bytes = recent_bytes;
+        config.rate_per_sec = 0;
+        config.register_burst = 0;
+        config.pause_writes = Some(paused.clone());
+        if let Some(bus) = &storage.bus {
+            config.bus = Some(BusTarget::parse(&bus.url, &bus.prefix).unwrap());
+            config.instance_name = Some(format!("node{i}"));
+        }
+        let server = natter_server::Server::open(config).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        let mut stopped = stopped.clone();
+        serving.push(tokio::spawn(server.serve(listener, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })));
+    }
+    // REST on the first instance; the sockets go to each in turn.
+    let addr = addrs[0];
     let http = common::http();
+    if storage.bus.is_some() {
+        for a in &addrs {
+            wait_for_redis(&http, *a).await;
+        }
+    }
+
     let mut tokens = Vec::new();
     for u in 0..=USERS {
         // The last one, "newcomer", comes and goes during the stall.
@@ -68,7 +94,7 @@ async fn stall_while_sending(recent_bytes: usize, total: usize) {
         let body: Value = r.json().await.unwrap();
         tokens.push(body["token"].as_str().unwrap().to_owned());
     }
-    let connect = |token: String| async move {
+    let connect = |token: String, addr: std::net::SocketAddr| async move {
         let mut req = format!("ws://{addr}/ws/chat/")
             .into_client_request()
             .unwrap();
@@ -82,7 +108,7 @@ async fn stall_while_sending(recent_bytes: usize, total: usize) {
     };
     let mut sockets = Vec::new();
     for c in 0..CONNS {
-        sockets.push(connect(tokens[c % USERS].clone()).await);
+        sockets.push(connect(tokens[c % USERS].clone(), addrs[c % addrs.len()]).await);
     }
 
     pause.send(true).unwrap();
@@ -98,7 +124,7 @@ async fn stall_while_sending(recent_bytes: usize, total: usize) {
     }
     // Every post was committed and offered to every queue before it was answered. Now a
     // presence change while every connection lags: it must not be lost.
-    let mut newcomer = connect(tokens[USERS].clone()).await;
+    let mut newcomer = connect(tokens[USERS].clone(), addrs[CONNS % addrs.len()]).await;
     newcomer.inner.close(None).await.unwrap();
     let deadline = tokio::time::Instant::now() + common::WAIT;
     loop {
@@ -157,6 +183,31 @@ async fn stall_while_sending(recent_bytes: usize, total: usize) {
         assert_eq!(ids.len(), total);
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order, once each");
     }
-    stop.send(()).unwrap();
-    serving.await.unwrap();
+    stop.send(true).unwrap();
+    for s in serving {
+        s.await.unwrap();
+    }
+}
+
+/// Waits (bounded) until the server at `addr` says its bus is `redis`.
+async fn wait_for_redis(http: &reqwest::Client, addr: std::net::SocketAddr) {
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let body: Value = http
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["bus"] == "redis" {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{addr} never said bus redis: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

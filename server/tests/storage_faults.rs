@@ -1,7 +1,7 @@
 //! The database failing while the server runs: its file deleted, or full. Writes are
 //! refused with 503 and a storage code (never acknowledged and then lost), `/readyz` says
 //! so, and the server recovers when the file is back. Plus `/livez` and `/readyz` when all
-//! is well.
+//! is well. The faults are a SQLite file's; postgres.rs has PostgreSQL's.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -9,6 +9,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::TestServer;
+use common::backend::Backend;
 use serde_json::{Value, json};
 
 /// `/readyz`: status and body.
@@ -16,14 +17,18 @@ async fn readyz(server: &TestServer) -> (u16, Value) {
     server.get("", "/readyz").await
 }
 
-/// Healthy: `/livez` 200, `/readyz` 200 `{"status":"ready","bus":"none"}`.
+/// Healthy: `/livez` 200, `/readyz` 200 `{"status":"ready","bus":"none"}` (`"redis"` on
+/// a cluster).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livez_and_readyz_are_200_when_healthy() {
     let server = TestServer::start();
     assert_eq!(server.get("", "/livez").await.0, 200);
     assert_eq!(
         readyz(&server).await,
-        (200, json!({"status": "ready", "bus": "none"}))
+        (
+            200,
+            json!({"status": "ready", "bus": Backend::current().bus()})
+        )
     );
 }
 
@@ -32,6 +37,7 @@ async fn livez_and_readyz_are_200_when_healthy() {
 /// being acknowledged into a file the next start will not see.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_database_refuses_writes() {
+    only_on!(Sqlite; "deletes the SQLite file (postgres.rs has the database going away)");
     let server = TestServer::start();
     let token = server.register("alice").await;
     let (mut ws, _) = server.connect(&token, None).await;
@@ -62,6 +68,7 @@ async fn deleted_database_refuses_writes() {
 /// 200 (the process is fine, restarting it would not bring the data back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_not_ready_while_the_database_is_gone() {
+    only_on!(Sqlite; "deletes the SQLite file (postgres.rs has the database going away)");
     let server = TestServer::start();
     let token = server.register("alice").await;
     std::fs::remove_file(server.db_path()).unwrap();
@@ -80,6 +87,7 @@ async fn readyz_is_not_ready_while_the_database_is_gone() {
 /// `/readyz` is 200 again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_moved_back_is_written_again() {
+    only_on!(Sqlite; "moves the SQLite file");
     let server = TestServer::start();
     let token = server.register("alice").await;
     let away = server.dir.path().join("moved.db");
@@ -102,6 +110,7 @@ async fn database_moved_back_is_written_again() {
 /// none that got 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_database_answers_storage_full_and_loses_nothing() {
+    only_on!(Sqlite; "SQLite's page limit (--test-max-page-count is SQLite only)");
     /// Posts tried at most: far more than 40 pages hold.
     const MAX_POSTS: usize = 400;
     /// Posts tried after the first refusal.

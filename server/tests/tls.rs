@@ -2,7 +2,8 @@
 //! (rcgen): REST over https and WebSockets over wss work, plain HTTP on that port is not
 //! served, a handshake that never finishes holds nobody else up, SIGHUP swaps the
 //! certificate without dropping open sockets (and a bad reload keeps the old one), and bad
-//! files or flags are one-line start-up errors.
+//! files or flags are one-line start-up errors. Each server is one process, on SQLite or
+//! PostgreSQL as `NATTER_TEST_BACKEND` says (not on a cluster: TLS is per process).
 
 mod common;
 
@@ -14,6 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::backend::Storage;
 use common::{PASSWORD, WAIT, Ws, assert_one_line, expect_refusal, spawn_listening};
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
@@ -28,6 +30,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+/// Why the servers here are not clusters.
+const ONE_PROCESS: &str = "TLS is one process's own listener, the same on each cluster instance";
 
 /// A client's TLS connection.
 type TlsTcp = tokio_rustls::client::TlsStream<TcpStream>;
@@ -170,6 +175,8 @@ struct TlsServer {
     files: TlsFiles,
     log: mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
+    /// After the process (`Drop` kills it first): its PostgreSQL database, if any.
+    _storage: Storage,
 }
 
 impl TlsServer {
@@ -178,9 +185,10 @@ impl TlsServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = TlsFiles::in_dir(dir.path());
         pki.install(&files);
+        let storage = Storage::current();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter-server"));
-        cmd.args(["--bind", "127.0.0.1:0", "--db"])
-            .arg(dir.path().join("natter.db"))
+        cmd.args(["--bind", "127.0.0.1:0"])
+            .args(storage.args(dir.path(), 0))
             .args(["--rate-limit", "0", "--register-burst", "0", "--tls-cert"])
             .arg(&files.cert)
             .arg("--tls-key")
@@ -206,6 +214,7 @@ impl TlsServer {
             files,
             log,
             _dir: dir,
+            _storage: storage,
         }
     }
 
@@ -301,6 +310,7 @@ async fn assert_echo(ws: &mut Ws<TlsTcp>, text: &str) {
 /// Register, post and read history all work over https.
 #[tokio::test]
 async fn rest_works_over_https() {
+    only_on!(Sqlite, Postgres; ONE_PROCESS);
     let pki = Pki::new("one");
     let server = TlsServer::start(&pki, &[]);
     let token = server.register(&pki.ca, "alice").await;
@@ -332,6 +342,7 @@ async fn rest_works_over_https() {
 /// the raw bytes back (if any) are no HTTP response.
 #[tokio::test]
 async fn plain_http_to_the_tls_port_is_not_served() {
+    only_on!(Sqlite, Postgres; ONE_PROCESS);
     let pki = Pki::new("one");
     let server = TlsServer::start(&pki, &[]);
     let plain = common::http()
@@ -356,6 +367,7 @@ async fn plain_http_to_the_tls_port_is_not_served() {
 /// A WebSocket over wss connects, and a message sent on it comes back as stored.
 #[tokio::test]
 async fn websocket_works_over_wss() {
+    only_on!(Sqlite, Postgres; ONE_PROCESS);
     let pki = Pki::new("one");
     let server = TlsServer::start(&pki, &[]);
     let token = server.register(&pki.ca, "alice").await;
@@ -367,6 +379,7 @@ async fn websocket_works_over_wss() {
 /// http/1.1, one offering only h2 is refused in the handshake.
 #[tokio::test]
 async fn alpn_is_http1_only() {
+    only_on!(Sqlite, Postgres; ONE_PROCESS);
     let pki = Pki::new("one");
     let server = TlsServer::start(&pki, &[]);
     let tls = tls_connect(&server.addr, &pki.ca, &[b"h2", b"http/1.1"])
@@ -381,6 +394,7 @@ async fn alpn_is_http1_only() {
 /// 30 s request timeout, longer than any wait here).
 #[tokio::test]
 async fn a_stalled_handshake_holds_nobody_up() {
+    only_on!(Sqlite, Postgres; ONE_PROCESS);
     let pki = Pki::new("one");
     let server = TlsServer::start(&pki, &[]);
     let _silent = TcpStream::connect(&server.addr).await.expect("connect");
@@ -396,6 +410,7 @@ async fn a_stalled_handshake_holds_nobody_up() {
 /// A client that never finishes its handshake is dropped once the request timeout passes.
 #[tokio::test]
 async fn an_unfinished_handshake_is_dropped() {
+    only_on!(Sqlite, Postgres; ONE_PROCESS);
     let pki = Pki::new("one");
     let server = TlsServer::start(&pki, &["--request-timeout", "1"]);
     let mut silent = TcpStream::connect(&server.addr).await.expect("connect");
@@ -411,6 +426,7 @@ async fn an_unfinished_handshake_is_dropped() {
 /// for a health check) through a handshake of its own.
 #[tokio::test]
 async fn over_cap_connections_are_answered_over_tls() {
+    only_on!(Sqlite, Postgres; ONE_PROCESS);
     let pki = Pki::new("one");
     let server = TlsServer::start(&pki, &["--max-http-connections", "1"]);
     // Holds the one HTTP slot: it never handshakes (the request timeout is 30 s).
@@ -438,6 +454,7 @@ async fn over_cap_connections_are_answered_over_tls() {
 /// handshakes get the new certificate (trusting the new CA succeeds, the old CA fails).
 #[tokio::test]
 async fn sighup_swaps_the_certificate_and_keeps_open_sockets() {
+    only_on!(Sqlite, Postgres; ONE_PROCESS);
     let (a, b) = (Pki::new("A"), Pki::new("B"));
     let server = TlsServer::start(&a, &[]);
     let token = server.register(&a.ca, "alice").await;
@@ -463,6 +480,7 @@ async fn sighup_swaps_the_certificate_and_keeps_open_sockets() {
 /// once the files are fixed, the next SIGHUP loads them.
 #[tokio::test]
 async fn a_failed_reload_keeps_the_old_certificate() {
+    only_on!(Sqlite, Postgres; ONE_PROCESS);
     let (a, b) = (Pki::new("A"), Pki::new("B"));
     let server = TlsServer::start(&a, &[]);
     std::fs::write(&server.files.cert, &b.cert_pem).expect("writing B's certificate");
@@ -493,6 +511,7 @@ async fn a_failed_reload_keeps_the_old_certificate() {
 /// before it listens, with one line on stderr, and creates no database.
 #[test]
 fn bad_tls_files_are_one_line_startup_errors() {
+    only_on!(Sqlite; "start-up refusals before any database is opened: the same on every backend");
     let dir = tempfile::tempdir().expect("tempdir");
     let files = TlsFiles::in_dir(dir.path());
     let (a, b) = (Pki::new("A"), Pki::new("B"));
@@ -518,6 +537,7 @@ fn bad_tls_files_are_one_line_startup_errors() {
 /// usage error with exit code 2.
 #[test]
 fn one_tls_flag_alone_is_a_usage_error() {
+    only_on!(Sqlite; "start-up refusals before any database is opened: the same on every backend");
     let dir = tempfile::tempdir().expect("tempdir");
     let server = || {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter-server"));

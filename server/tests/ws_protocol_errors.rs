@@ -22,7 +22,7 @@ struct Ending {
 /// Opens a session as `token`, writes `bytes`, then reads to the end of the connection.
 async fn send_and_read(server: &TestServer, token: &str, bytes: &[u8]) -> Ending {
     use tokio::io::AsyncReadExt;
-    let mut tcp = raw::ws_connect(&server.addr, token).await;
+    let mut tcp = raw::ws_connect(&server.ws_addr(), token).await;
     let ending = async {
         // Written first, read after, as a simple client does: the server's answer must
         // survive that order.

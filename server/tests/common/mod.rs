@@ -1,14 +1,21 @@
 //! Test harness: the real `natter-server` binary on 127.0.0.1 port 0 with a temporary
-//! database, and thin HTTP / WebSocket clients that speak to it over real sockets.
+//! database, on the backend `NATTER_TEST_BACKEND` names ([`backend`]), and thin HTTP /
+//! WebSocket clients that speak to it over real sockets.
 #![allow(dead_code, clippy::unwrap_used)] // each test file uses a different subset
 
+pub mod backend;
 pub mod pg;
 pub mod redis;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use backend::Storage;
+use pg::TestDb;
 
 use futures_util::{SinkExt, StreamExt};
 use natter_shared::{Message, ServerFrame};
@@ -24,12 +31,38 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// A running server process and its database directory.
-pub struct TestServer {
+/// Adjusts instance `i`'s command before it is spawned (its environment, its stderr).
+pub type Configure = Arc<dyn Fn(usize, &mut Command) + Send + Sync>;
+
+/// One server process and the address it listens on.
+pub struct Instance {
     pub child: Child,
     pub addr: String,
+}
+
+/// A running test server on the current backend ([`backend`]): one process on SQLite or
+/// PostgreSQL, or three on one PostgreSQL database and one Redis bus in cluster mode; its
+/// directory; and the database and bus it owns.
+///
+/// In cluster mode WebSockets ([`TestServer::connect`], [`TestServer::connect_raw`],
+/// [`TestServer::ws_addr`]) go to the instances in turn, while REST ([`TestServer::url`]
+/// and the helpers built on it) stays on instance 0: the send rate, the login and
+/// registration throttles and the HTTP caps are per instance (docs/protocol.md, "Cluster
+/// mode"), and the tests of those limits make their requests through `url`.
+pub struct TestServer {
+    /// Instance 0's process (the only one except in cluster mode).
+    pub child: Child,
+    /// Instance 0's address.
+    pub addr: String,
+    /// Instances 1 and 2 in cluster mode; empty otherwise.
+    pub others: Vec<Instance>,
     pub dir: tempfile::TempDir,
     pub extra_args: Vec<String>,
+    /// The instance the next WebSocket goes to, modulo their number.
+    next_ws: AtomicUsize,
+    configure: Option<Configure>,
+    /// Last: dropped after the processes (which `Drop` kills first anyway).
+    pub storage: Storage,
 }
 
 impl TestServer {
@@ -39,59 +72,198 @@ impl TestServer {
     }
 
     /// Starts a server with extra flags (the send rate and registration limits are off unless
-    /// the flags set them).
+    /// the flags set them); in cluster mode every instance gets them.
     pub fn start_with(args: &[&str]) -> TestServer {
-        Self::start_on(tempfile::tempdir().unwrap(), args)
+        Self::launch(tempfile::tempdir().unwrap(), Storage::current(), args, None)
     }
 
-    /// Starts a server on `dir`'s `natter.db`, which the test prepared.
+    /// [`TestServer::start_with`], with `configure` applied to each instance's command just
+    /// before it is spawned (with the instance's index).
+    pub fn start_configured(
+        args: &[&str],
+        configure: impl Fn(usize, &mut Command) + Send + Sync + 'static,
+    ) -> TestServer {
+        Self::launch(
+            tempfile::tempdir().unwrap(),
+            Storage::current(),
+            args,
+            Some(Arc::new(configure)),
+        )
+    }
+
+    /// Starts one server on `dir`'s `natter.db`, a SQLite file the test prepared (whatever
+    /// the backend).
     pub fn start_on(dir: tempfile::TempDir, args: &[&str]) -> TestServer {
-        let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn(&dir.path().join("natter.db"), &extra_args);
+        Self::launch(dir, Storage::sqlite(), args, None)
+    }
+
+    /// One server on a SQLite file of its own whatever the backend, for the tests that pick
+    /// their backend themselves: a `--db` in `args` comes later, and the later one wins.
+    pub fn start_plain(args: &[&str]) -> TestServer {
+        Self::launch(tempfile::tempdir().unwrap(), Storage::sqlite(), args, None)
+    }
+
+    /// A test server around a process the test spawned itself (on `storage`, in `dir`).
+    pub fn adopt(child: Child, addr: String, dir: tempfile::TempDir, storage: Storage) -> Self {
         TestServer {
             child,
             addr,
+            others: Vec::new(),
             dir,
-            extra_args,
+            extra_args: Vec::new(),
+            next_ws: AtomicUsize::new(1),
+            configure: None,
+            storage,
         }
     }
 
+    fn launch(
+        dir: tempfile::TempDir,
+        storage: Storage,
+        args: &[&str],
+        configure: Option<Configure>,
+    ) -> TestServer {
+        let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut nodes = spawn_all(dir.path(), &storage, &extra_args, configure.as_ref());
+        let first = nodes.remove(0);
+        let server = TestServer {
+            child: first.child,
+            addr: first.addr,
+            others: nodes,
+            dir,
+            extra_args,
+            // Instance 1 first: a test with one socket and REST sends (on instance 0) then
+            // has its delivery cross instances.
+            next_ws: AtomicUsize::new(1),
+            configure,
+            storage,
+        };
+        server.wait_for_bus();
+        server
+    }
+
+    /// How many processes this server is.
+    pub fn instances(&self) -> usize {
+        1 + self.others.len()
+    }
+
+    /// Every instance's address, instance 0's first.
+    pub fn addrs(&self) -> Vec<&str> {
+        std::iter::once(self.addr.as_str())
+            .chain(self.others.iter().map(|o| o.addr.as_str()))
+            .collect()
+    }
+
+    /// The address the next WebSocket goes to: in cluster mode each instance in turn.
+    pub fn ws_addr(&self) -> String {
+        let i = self.next_ws.fetch_add(1, Ordering::Relaxed) % self.instances();
+        self.addrs()[i].to_owned()
+    }
+
+    /// The PostgreSQL database this server runs on, if it does.
+    pub fn db(&self) -> Option<&TestDb> {
+        self.storage.db.as_ref()
+    }
+
+    /// The SQLite file; only for a server on one (`only_on!(Sqlite; …)`).
     pub fn db_path(&self) -> PathBuf {
+        assert!(
+            self.storage.db.is_none(),
+            "db_path: this server runs on {}, not a SQLite file (only_on!(Sqlite; …))",
+            self.storage.backend
+        );
         self.dir.path().join("natter.db")
     }
 
+    /// Instance 0's address for REST: see the type's documentation for why REST does not
+    /// spread over the instances.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    /// SIGKILL: no shutdown code runs.
+    fn children(&mut self) -> impl Iterator<Item = &mut Child> {
+        std::iter::once(&mut self.child).chain(self.others.iter_mut().map(|o| &mut o.child))
+    }
+
+    /// SIGKILL, every instance: no shutdown code runs.
     pub fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        for child in self.children() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 
-    /// Starts a new server process on the same database (after `kill9` or `terminate`; a
-    /// server still running is SIGKILLed first, so none is left behind).
+    /// Starts new server processes on the same database, with the same flags (after `kill9`
+    /// or `terminate`; a server still running is SIGKILLed first, so none is left behind).
     pub fn restart(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.kill9();
+        for child in self.children() {
+            if matches!(child.try_wait(), Ok(None)) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
         }
-        let (child, addr) = spawn(&self.db_path(), &self.extra_args);
-        self.child = child;
-        self.addr = addr;
+        let mut nodes = spawn_all(
+            self.dir.path(),
+            &self.storage,
+            &self.extra_args,
+            self.configure.as_ref(),
+        );
+        let first = nodes.remove(0);
+        self.child = first.child;
+        self.addr = first.addr;
+        self.others = nodes;
+        self.wait_for_bus();
     }
 
-    /// SIGTERM, then the exit status (bounded wait).
+    /// SIGTERM to every instance, then the exit status (bounded wait): instance 0's, or the
+    /// first that is not a success.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        for _ in 0..200 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        for child in self.children() {
+            let pid = child.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         }
-        panic!("server did not exit within 10 s of SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut statuses = Vec::new();
+        for child in self.children() {
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "server did not exit within 10 s of SIGTERM"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            statuses.push(status);
+        }
+        statuses
+            .iter()
+            .find(|s| !s.success())
+            .copied()
+            .unwrap_or(statuses[0])
+    }
+
+    /// In cluster mode, waits (bounded) until every instance's `/readyz` says `"bus":"redis"`,
+    /// so no test races an instance still connecting to Redis.
+    fn wait_for_bus(&self) {
+        if self.storage.bus.is_none() {
+            return;
+        }
+        for addr in self.addrs() {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let bus = readyz_bus(addr);
+                if bus.as_deref() == Some("redis") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "instance at {addr} never said bus redis (last: {bus:?})"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// Registers `name` (password [`PASSWORD`]) and returns its token.
@@ -152,8 +324,9 @@ impl TestServer {
         r.json().await.unwrap()
     }
 
-    /// Opens a WebSocket as `token`'s user, optionally resuming after an id, and reads up to
-    /// and including the `ready` frame; returns the client and the frames before `ready`.
+    /// Opens a WebSocket as `token`'s user (on the next instance, in cluster mode),
+    /// optionally resuming after an id, and reads up to and including the `ready` frame;
+    /// returns the client and the frames before `ready`.
     pub async fn connect(&self, token: &str, after: Option<i64>) -> (Ws, Vec<Message>) {
         let mut ws = self.connect_raw(token, after).await.unwrap();
         let mut replayed = Vec::new();
@@ -167,15 +340,17 @@ impl TestServer {
         }
     }
 
-    /// Opens a WebSocket without reading anything; the handshake error if refused.
+    /// Opens a WebSocket (on the next instance, in cluster mode) without reading anything;
+    /// the handshake error if refused.
     pub async fn connect_raw(
         &self,
         token: &str,
         after: Option<i64>,
     ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        let addr = self.ws_addr();
         let url = match after {
-            Some(id) => format!("ws://{}/ws/chat/?after={id}", self.addr),
-            None => format!("ws://{}/ws/chat/", self.addr),
+            Some(id) => format!("ws://{addr}/ws/chat/?after={id}"),
+            None => format!("ws://{addr}/ws/chat/"),
         };
         let mut req = url.into_client_request().unwrap();
         if !token.is_empty() {
@@ -193,20 +368,51 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in self.children() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
-fn spawn(db: &std::path::Path, extra: &[String]) -> (Child, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter-server"));
-    cmd.args(["--bind", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .args(["--rate-limit", "0", "--register-burst", "0"])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit());
-    spawn_listening(cmd)
+/// Spawns one server process per instance of `storage`, with the harness's flags and
+/// `extra`.
+fn spawn_all(
+    dir: &Path,
+    storage: &Storage,
+    extra: &[String],
+    configure: Option<&Configure>,
+) -> Vec<Instance> {
+    (0..storage.instances())
+        .map(|i| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter-server"));
+            cmd.args(["--bind", "127.0.0.1:0"])
+                .args(storage.args(dir, i))
+                .args(["--rate-limit", "0", "--register-burst", "0"])
+                .args(extra)
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::inherit());
+            if let Some(configure) = configure {
+                configure(i, &mut cmd);
+            }
+            let (child, addr) = spawn_listening(cmd);
+            Instance { child, addr }
+        })
+        .collect()
+}
+
+/// What `addr`'s `/readyz` says the bus is (blocking, bounded); `None` if it did not answer.
+fn readyz_bus(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut tcp = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut reply = String::new();
+    tcp.read_to_string(&mut reply).ok()?;
+    let body: Value = serde_json::from_str(reply.split("\r\n\r\n").nth(1)?).ok()?;
+    body["bus"].as_str().map(str::to_owned)
 }
 
 /// Spawns a server command (stdout is taken over) and reads the address from its first

@@ -120,7 +120,7 @@ impl TestDb {
         let url = self.url();
         let mut all = vec!["--db", url.as_str()];
         all.extend_from_slice(args);
-        TestServer::start_with(&all)
+        TestServer::start_plain(&all)
     }
 }
 
@@ -136,13 +136,16 @@ impl Drop for TestDb {
     }
 }
 
-/// `let db = test_db!();` — or the test ends here, skipped.
+/// `let db = test_db!();` — or the test ends here, skipped. A test that makes its own
+/// database picks its backend itself, so it runs in the default (`sqlite`) pass only: in
+/// the `postgres` and `cluster` passes it would only run again as it is.
 #[macro_export]
 macro_rules! test_db {
-    () => {
+    () => {{
+        $crate::only_on!(Sqlite; "it makes its own PostgreSQL database (runs in the default pass)");
         match $crate::common::pg::TestDb::create() {
             Some(db) => db,
             None => return,
         }
-    };
+    }};
 }
