@@ -4,8 +4,8 @@
 //! usage errors are one line (`natter_server::cli`).
 //!
 //! Logging goes to stderr at `RUST_LOG` (default `info`), except that message text never
-//! does, at any level: the WebSocket library's payload-printing trace events are filtered
-//! out whatever `RUST_LOG` says.
+//! does, at any level: the WebSocket library's payload-printing trace events and
+//! tokio-postgres' statement parameters are filtered out whatever `RUST_LOG` says.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -159,21 +159,29 @@ impl clap::builder::TypedValueParser for DbArg {
     }
 }
 
-/// Crates whose trace level prints WebSocket payloads, i.e. message text, direct messages
-/// included: tungstenite logs every message it reads ("Received message {text}") and every
-/// frame with its payload in hex, at trace; its debug events are handshake and close-frame
-/// lines only. (hyper logs sizes, not bytes, and is built without its `tracing` feature.)
-const PAYLOAD_TRACING_CRATES: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
+/// Log targets that print message text (direct messages included) or credentials, and the
+/// most important level at which they do: tungstenite logs every message it reads
+/// ("Received message {text}") and every frame's payload in hex at trace (its debug events
+/// are handshake and close-frame lines only); tokio-postgres logs every statement's
+/// parameters (texts, password hashes, token hashes) at debug, through `log`. (hyper logs
+/// sizes, not bytes, and is built without its `tracing` feature; redis-rs logs no commands.)
+const PAYLOAD_TARGETS: [(&str, tracing::Level); 3] = [
+    ("tungstenite", tracing::Level::TRACE),
+    ("tokio_tungstenite", tracing::Level::TRACE),
+    ("tokio_postgres::query", tracing::Level::DEBUG),
+];
 
-/// Whether `meta` is a trace event from one of [`PAYLOAD_TRACING_CRATES`] (their targets
+/// Whether `meta` is an event of one of [`PAYLOAD_TARGETS`] at its level or below (targets
 /// are module paths, e.g. `tungstenite::protocol`).
 fn may_print_payload(meta: &tracing::Metadata<'_>) -> bool {
-    *meta.level() == tracing::Level::TRACE
-        && PAYLOAD_TRACING_CRATES.iter().any(|krate| {
-            meta.target()
-                .strip_prefix(krate)
+    PAYLOAD_TARGETS.iter().any(|(prefix, from)| {
+        // tracing orders levels by verbosity: TRACE is the greatest.
+        *meta.level() >= *from
+            && meta
+                .target()
+                .strip_prefix(prefix)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-        })
+    })
 }
 
 fn main() -> ExitCode {
