@@ -108,19 +108,20 @@ struct Args {
     /// Connect this instance to the others through this Redis server,
     /// redis://HOST:PORT[/DB]; needs a PostgreSQL --db that they all share. Without it the
     /// instance works alone.
-    #[arg(long, env = "NATTER_BUS", value_name = "URL")]
+    #[arg(long, env = "NATTER_BUS", value_name = "URL", value_parser = bus_url)]
     bus: Option<String>,
     /// Prefix of every Redis key and channel natter uses, so several deployments (or test
     /// runs) can share one Redis server.
     #[arg(
         long,
         env = "NATTER_BUS_PREFIX",
+        value_parser = bus_prefix,
         default_value = "natter",
         value_name = "PREFIX"
     )]
     bus_prefix: String,
     /// This instance's name in logs, presence bookkeeping and metrics [default: HOST:PORT].
-    #[arg(long, env = "NATTER_INSTANCE_NAME", value_name = "NAME")]
+    #[arg(long, env = "NATTER_INSTANCE_NAME", value_name = "NAME", value_parser = instance_name)]
     instance_name: Option<String>,
     /// Test only (hidden): cap the database at this many pages so tests can fill it.
     #[arg(long, hide = true)]
@@ -131,6 +132,21 @@ struct Args {
     /// Test only (hidden): abort right after the first commit that stores a message.
     #[arg(long, hide = true)]
     test_die_after_commit: bool,
+}
+
+/// Checks `--bus` as it is parsed, so a bad URL is a usage error (exit 2).
+fn bus_url(s: &str) -> Result<String, natter_server::bus::BusArgError> {
+    natter_server::bus::check_bus_url(s)
+}
+
+/// Checks `--bus-prefix` as it is parsed.
+fn bus_prefix(s: &str) -> Result<String, natter_server::bus::BusArgError> {
+    natter_server::bus::check_bus_prefix(s)
+}
+
+/// Checks `--instance-name` as it is parsed.
+fn instance_name(s: &str) -> Result<String, natter_server::bus::BusArgError> {
+    natter_server::bus::check_instance_name(s).map(|()| s.to_owned())
 }
 
 /// Parses `--db`: a `postgres://` URL, else a path (which, as before, need not be UTF-8).
@@ -231,9 +247,6 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     if config.bus.is_some() && matches!(args.db, DbTarget::Sqlite(_)) {
         anyhow::bail!("{}", natter_server::error::OpenError::BusNeedsPostgres);
-    }
-    if let Some(name) = &args.instance_name {
-        natter_server::bus::check_instance_name(name)?;
     }
     config.instance_name = args.instance_name.clone();
     config.die_after_commit = args.test_die_after_commit;

@@ -82,6 +82,30 @@ impl BusTarget {
     }
 }
 
+/// The URL as logs show it: a password in it becomes `***`.
+impl std::fmt::Display for BusTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rest = self.url.strip_prefix("redis://").unwrap_or(&self.url);
+        match rest.rsplit_once('@') {
+            None => write!(f, "redis://{rest}"),
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or("", |(u, _)| u);
+                write!(f, "redis://{user}:***@{host}")
+            }
+        }
+    }
+}
+
+/// Checks a `--bus` URL on its own (the prefix is checked with it in [`BusTarget::parse`]).
+pub fn check_bus_url(url: &str) -> Result<String, BusArgError> {
+    BusTarget::parse(url, "natter").map(|t| t.url)
+}
+
+/// Checks a `--bus-prefix`.
+pub fn check_bus_prefix(prefix: &str) -> Result<String, BusArgError> {
+    BusTarget::parse("redis://127.0.0.1", prefix).map(|t| t.prefix)
+}
+
 /// Checks an instance name: what logs, presence bookkeeping and metrics call this process.
 pub fn check_instance_name(name: &str) -> Result<(), BusArgError> {
     if is_name(name) {
@@ -348,6 +372,20 @@ mod tests {
             created_at: Timestamp::now(),
             client_id: None,
         }
+    }
+
+    /// A password in the bus URL never reaches the log.
+    #[test]
+    fn bus_urls_are_shown_without_their_password() {
+        let shown = |u: &str| BusTarget::parse(u, "p").unwrap().to_string();
+        assert_eq!(shown("redis://10.0.0.5:6379/2"), "redis://10.0.0.5:6379/2");
+        assert_eq!(
+            shown("redis://:s3cret@10.0.0.5:6379"),
+            "redis://:***@10.0.0.5:6379"
+        );
+        assert_eq!(shown("redis://bob:s3cret@h:1"), "redis://bob:***@h:1");
+        assert!(BusTarget::parse("redis://h", "bad prefix").is_err());
+        assert!(check_instance_name("chat-1").is_ok() && check_instance_name("").is_err());
     }
 
     fn feed() -> (Feed, crate::hub::Subscription) {

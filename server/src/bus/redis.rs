@@ -170,7 +170,8 @@ pub fn start(state: &Arc<AppState>, instance: &str) {
         client,
         names.clone(),
         instance.to_owned(),
-        target.url.clone(),
+        // What the log shows: never the password.
+        target.to_string(),
         to_presence,
     ));
     state.tasks.spawn(presence(
