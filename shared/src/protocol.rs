@@ -194,40 +194,56 @@ impl ClientFrame {
 
     /// The JSON text of this frame, as a client sends it.
     pub fn encode(&self) -> String {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            #[serde(rename = "type")]
-            kind: &'static str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            sender_username: Option<&'a str>,
-            receiver_username: Option<&'a Username>,
-            message: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            client_id: Option<&'a ClientId>,
-        }
         let ClientFrame::ChatMessage(m) = self;
-        let out = Out {
-            kind: "chat_message",
-            sender_username: m.sender_username.as_deref(),
-            receiver_username: m.receiver_username.as_ref(),
-            message: &m.text,
-            client_id: m.client_id.as_ref(),
-        };
-        // Serializing plain strings and options into a String cannot fail.
-        serde_json::to_string(&out).unwrap_or_default()
+        m.encode(Encoding::Frame)
     }
 }
 
-/// The body of `POST /api/chat/messages/` as a client builds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PostMessageBody<'a> {
-    /// `None` for everyone.
-    pub receiver_username: Option<&'a Username>,
-    /// The text.
-    pub text: &'a str,
-    /// The idempotency key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<&'a ClientId>,
+/// Where a [`SendMessage`] is going: the two places a client sends one name the text
+/// differently (the seed's names, kept), and only the frame carries `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    /// A `chat_message` frame on the socket: `"message"`.
+    Frame,
+    /// A `POST /api/chat/messages/` body: `"text"`.
+    Body,
+}
+
+impl SendMessage {
+    /// The JSON body of `POST /api/chat/messages/` that sends this message.
+    pub fn encode_body(&self) -> String {
+        self.encode(Encoding::Body)
+    }
+
+    /// The one encoder of a send, for the socket and for REST alike, so the two can only
+    /// differ where the protocol says they do.
+    fn encode(&self, to: Encoding) -> String {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+            kind: Option<&'static str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sender_username: Option<&'a str>,
+            receiver_username: Option<&'a Username>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            message: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            text: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            client_id: Option<&'a ClientId>,
+        }
+        let frame = to == Encoding::Frame;
+        let wire = Wire {
+            kind: frame.then_some("chat_message"),
+            sender_username: self.sender_username.as_deref(),
+            receiver_username: self.receiver_username.as_ref(),
+            message: frame.then_some(self.text.as_str()),
+            text: (!frame).then_some(self.text.as_str()),
+            client_id: self.client_id.as_ref(),
+        };
+        // Serializing plain strings and options into a String cannot fail.
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
 }
 
 /// A frame from server to client.

@@ -62,7 +62,12 @@ proptest! {
             text: t,
             client_id: cid.map(|c| ClientId::parse(&c).unwrap()),
         });
-        prop_assert_eq!(ClientFrame::decode(frame.encode().as_bytes(), MAX_TEXT_CHARS).unwrap(), frame);
+        prop_assert_eq!(ClientFrame::decode(frame.encode().as_bytes(), MAX_TEXT_CHARS).unwrap(), frame.clone());
+        // The same send as a POST body: the seed's field names, decoded to the same message.
+        let ClientFrame::ChatMessage(send) = frame;
+        let body = send.encode_body();
+        prop_assert!(body.contains("\"text\":") && !body.contains("\"type\""), "{}", body);
+        prop_assert_eq!(SendMessage::from_json_body(body.as_bytes(), MAX_TEXT_CHARS).unwrap(), send);
     }
 
     /// Arbitrary bytes never panic the decoder.

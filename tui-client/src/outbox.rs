@@ -37,6 +37,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use natter_shared::protocol::SendMessage;
 use natter_shared::{ClientId, Timestamp, Username};
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +56,19 @@ pub struct Outgoing {
     /// waits. Absent from records written before natter kept it, which still load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typed_at: Option<Timestamp>,
+}
+
+impl Outgoing {
+    /// The send as the protocol carries it, on the socket or by POST (one encoding for
+    /// both, in the shared crate).
+    pub fn to_send(&self) -> SendMessage {
+        SendMessage {
+            sender_username: None,
+            receiver_username: self.receiver.clone(),
+            text: self.text.clone(),
+            client_id: Some(self.client_id.clone()),
+        }
+    }
 }
 
 /// What an outbox file held when it was looked at: a hash of its bytes, so that one read

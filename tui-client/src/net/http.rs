@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use natter_shared::protocol::{
-    AuthResponse, Credentials, ErrorResponse, PostMessageBody, UserStatus,
-};
+use natter_shared::protocol::{AuthResponse, Credentials, ErrorResponse, UserStatus};
 use natter_shared::{Message, MessageId};
 use serde::de::DeserializeOwned;
 
@@ -135,16 +133,12 @@ impl Http {
         token: &str,
         outgoing: &Outgoing,
     ) -> Result<Message, ApiError> {
-        let body = PostMessageBody {
-            receiver_username: outgoing.receiver.as_ref(),
-            text: &outgoing.text,
-            client_id: Some(&outgoing.client_id),
-        };
         self.call(
             self.client
                 .post(self.url("/api/chat/messages/"))
                 .bearer_auth(token)
-                .json(&body),
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(outgoing.to_send().encode_body()),
         )
         .await
     }

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use natter_shared::protocol::SendMessage;
 use natter_shared::{ClientFrame, MessageId, ServerFrame};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -93,13 +92,7 @@ pub async fn connect(
 
 /// The frame that sends `outgoing`.
 pub fn frame_for(outgoing: &Outgoing) -> String {
-    ClientFrame::ChatMessage(SendMessage {
-        sender_username: None,
-        receiver_username: outgoing.receiver.clone(),
-        text: outgoing.text.clone(),
-        client_id: Some(outgoing.client_id.clone()),
-    })
-    .encode()
+    ClientFrame::ChatMessage(outgoing.to_send()).encode()
 }
 
 /// Sends `outgoing` on the socket.
