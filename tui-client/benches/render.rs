@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use chrono::FixedOffset;
 use criterion::{Criterion, criterion_group, criterion_main};
+use natter::app::Scroll;
 use natter::app::{App, AppConfig};
 use natter::msg::{Link, Msg, NetEvent};
-use natter::scroll::Scroll;
 use natter_shared::{Message, MessageId, Timestamp, Username};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;

@@ -6,15 +6,18 @@
 //!   `account`, `send`, `tail`, `output`).
 //! - [`chat`]: the chat screen's event loop: terminal events, net events and ticks → `App`.
 //! - [`app`]: the model and `App::update(Msg) -> Option<Cmd>`; pure, no IO (`app/`: `focus`,
-//!   `net_events`).
+//!   `net_events`, `scroll` (the message list's position, without laying out the whole
+//!   history), `layout` (the app's sizes), `commands` (slash commands)).
 //! - [`msg`]: `Msg`, `Cmd`, `NetEvent`, `Link`: the vocabulary between the parts.
-//! - [`commands`]: slash commands (`/to`, `/msg`, …), as part of `App`.
-//! - [`scroll`]: scrolling the message list without laying out the whole history.
 //! - [`timeline`]: stored messages (by id, deduplicated) and pending sends.
 //! - [`input`]: an editable text field and its cursor (drawn by `ui::fields`, and by
 //!   `ui::input_box`, which wraps the message being typed).
 //! - [`recall`]: Up/Down through the lines sent before.
 //! - [`keymap`]: terminal events → `Msg`.
+//! - [`measure`]: sizes both sides use: the screen's layout, an item's lines at a width,
+//!   the message box's and the status line's rows (`measure/`: `items`, `input`, `status`,
+//!   `wrap`); a leaf, so imports run ui → app → measure.
+//! - [`theme`]: every style, with and without colour.
 //! - [`ui`]: `render(&App, &mut Frame)` and its widgets.
 //! - [`net`]: the network task (socket, reconnect, HTTP fallback, outbox flushing; in
 //!   `net/session/`), and the WebSocket and HTTP clients the subcommands reuse.
@@ -28,17 +31,17 @@
 pub mod app;
 pub mod chat;
 pub mod cli;
-pub mod commands;
 pub mod credentials;
 pub mod error;
 pub mod input;
 pub mod keymap;
+pub mod measure;
 pub mod msg;
 pub mod net;
 pub mod outbox;
 pub mod paths;
 pub mod recall;
-pub mod scroll;
 pub mod terminal;
+pub mod theme;
 pub mod timeline;
 pub mod ui;

@@ -3,7 +3,7 @@
 //!
 //! Confirmed messages live in one sorted `Vec`: they nearly always arrive in id order, so an
 //! insert is a push, and a binary search both deduplicates and places a late one. 100,000
-//! messages cost a few megabytes and no per-frame work (see `ui::timeline`).
+//! messages cost a few megabytes and no per-frame work (see `measure::items`).
 
 use natter_shared::{ClientId, Message, MessageId, Username};
 

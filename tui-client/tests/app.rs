@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::app::*;
 use natter::app::Focus;
+use natter::app::Scroll;
 use natter::msg::{Cmd, Link, Msg, NetEvent};
 use natter::outbox::Outgoing;
-use natter::scroll::Scroll;
 use natter_shared::MessageId;
 use natter_shared::protocol::UserStatus;
 
@@ -314,7 +314,7 @@ fn anchor_inside_a_wrapped_message_stays_put() {
     let mut batch = vec![message(1, "bob", None, "a"), message(2, "bob", None, &long)];
     batch.extend((3..=100).map(|i| message(i, "bob", None, "x")));
     net(&mut app, NetEvent::Messages(batch));
-    assert_eq!(natter::ui::timeline::item_height(&app, 1, 80), 3);
+    assert_eq!(app.item_height(1, 80), 3);
     app.update(Msg::ScrollTop);
     app.update(Msg::ScrollDown(2));
     assert_eq!(app.scroll, Scroll::At { item: 1, line: 1 });
@@ -578,7 +578,7 @@ fn up_and_down_recall_sent_lines() {
     app.update(Msg::Older);
     assert_ne!(
         app.scroll,
-        natter::scroll::Scroll::Bottom,
+        natter::app::Scroll::Bottom,
         "Up scrolls outside the message field"
     );
 }

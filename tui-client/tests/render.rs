@@ -404,7 +404,7 @@ fn the_input_box_grows_only_into_spare_rows() {
         for n in 1..=8 {
             app.update(Msg::Paste(format!("line {n} of a message\n")));
         }
-        let areas = natter::ui::layout(&app, ratatui::layout::Rect::new(0, 0, w, h));
+        let areas = app.layout(ratatui::layout::Rect::new(0, 0, w, h));
         if h >= 10 {
             assert_eq!(areas.timeline.height, 3, "{w}x{h}");
             assert_eq!(areas.input.height, 4, "{w}x{h}");
@@ -463,7 +463,8 @@ fn very_long_error_keeps_start_and_end() {
         &mut app,
         NetEvent::Error(format!("cannot do it ({detail}); try this instead")),
     );
-    let rows: Vec<String> = natter::ui::fields::status_lines(&app, 40)
+    let rows: Vec<String> = app
+        .status_lines(40)
         .iter()
         .map(ToString::to_string)
         .collect();

@@ -7,10 +7,16 @@
 //!
 //! Here: the state, `update`'s dispatch, and Enter (sending, committing the name). Beside
 //! it: `focus.rs` (fields, Tab, completion, paste, Esc) and `net_events.rs` (what the
-//! network task reports). Scrolling lives in `scroll.rs`, slash commands in `commands.rs`.
+//! network task reports), `scroll.rs` (scrolling the message list), `layout.rs` (the
+//! app's sizes, measured by `crate::measure`) and `commands.rs` (slash commands).
 
+pub mod commands;
 mod focus;
+mod layout;
 mod net_events;
+mod scroll;
+
+pub use scroll::Scroll;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -19,9 +25,9 @@ use chrono::FixedOffset;
 use natter_shared::{Timestamp, Username, validate};
 
 use crate::input::TextInput;
+use crate::measure::status::StatusKind;
 use crate::msg::{Cmd, Link, Msg};
 use crate::outbox::Outgoing;
-use crate::scroll::Scroll;
 use crate::timeline::Timeline;
 
 /// Which field has the keyboard.
@@ -33,15 +39,6 @@ pub enum Focus {
     SendTo,
     /// The message input.
     Message,
-}
-
-/// How a status line reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusKind {
-    /// Information.
-    Info,
-    /// Something went wrong.
-    Error,
 }
 
 /// A known user: from the user list, presence or a message.

@@ -8,10 +8,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use unicode_width::UnicodeWidthChar;
 
-use crate::app::{App, Focus, StatusKind};
+use crate::app::{App, Focus};
 use crate::input::TextInput;
-use crate::ui::theme::Theme;
-use crate::ui::wrap::wrap;
+use crate::theme::Theme;
 
 /// Width of the Name and Send to boxes.
 const FIELD_WIDTH: u16 = 18;
@@ -53,40 +52,9 @@ pub fn visible(input: &TextInput, width: u16, mask: bool) -> (String, u16) {
     (shown, u16::try_from(upto(start)).unwrap_or(0))
 }
 
-/// Most rows the status line may take from the message list.
-pub const MAX_STATUS_ROWS: u16 = 3;
-
-/// The status line's rows at `width`: the last error or notice, else a hint. A status wider
-/// than the terminal wraps (indented under its start) instead of being cut at the edge,
-/// since the end is usually what to do about it; past [`MAX_STATUS_ROWS`] the first row and
-/// the last ones are kept, dropping detail from the middle.
-pub fn status_lines(app: &App, width: u16) -> Vec<Line<'static>> {
-    let theme = Theme { color: app.color };
-    let (prefix, text, style) = match &app.status {
-        Some((StatusKind::Error, text)) => (" ! ", text.as_str(), theme.error()),
-        Some((StatusKind::Info, text)) => (" ", text.as_str(), theme.hint()),
-        // The hint is one row even when narrow: its start says where the rest is (F1).
-        None => {
-            return vec![Line::styled(
-                " F1 help · Tab next field · PgUp/PgDn scroll · Ctrl-C quit",
-                theme.hint(),
-            )];
-        }
-    };
-    let indent = u16::try_from(prefix.len()).unwrap_or(0);
-    let mut lines = wrap(&[(prefix, style), (text, style)], width, indent);
-    let max = usize::from(MAX_STATUS_ROWS);
-    if lines.len() > max {
-        let tail = lines.split_off(lines.len() - (max - 1));
-        lines.truncate(1);
-        lines.extend(tail);
-    }
-    lines
-}
-
-/// Draws the status line (see [`status_lines`]) into `area`.
+/// Draws the status line (see [`crate::measure::status`]) into `area`.
 pub fn render_status(app: &App, frame: &mut Frame<'_>, area: Rect) {
-    frame.render_widget(Paragraph::new(status_lines(app, area.width)), area);
+    frame.render_widget(Paragraph::new(app.status_lines(area.width)), area);
 }
 
 fn field_style(theme: Theme, focused: bool) -> Style {

@@ -7,8 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use crate::app::App;
-use crate::commands::COMMANDS;
-use crate::ui::theme::Theme;
+use crate::app::commands::COMMANDS;
+use crate::theme::Theme;
 
 /// Key bindings, for the help screen and the docs.
 pub const KEYS: &[(&str, &str)] = &[

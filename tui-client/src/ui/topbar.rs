@@ -9,7 +9,7 @@ use unicode_width::UnicodeWidthStr;
 
 use crate::app::App;
 use crate::msg::Link;
-use crate::ui::theme::Theme;
+use crate::theme::Theme;
 
 /// The badge's text, e.g. `RECONNECTING in 3s`.
 pub fn badge_text(app: &App) -> String {

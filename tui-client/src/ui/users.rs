@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use crate::app::App;
-use crate::ui::theme::Theme;
+use crate::theme::Theme;
 
 /// Draws the column.
 pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {

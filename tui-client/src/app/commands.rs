@@ -1,10 +1,10 @@
 //! Slash commands typed in the message input, as irssi and weechat users expect:
 //! `/to NAME`, `/msg NAME TEXT`, `/all`, `/nick NAME`, `/help`, `/quit`. `//text` sends
-//! `/text` literally. Add a command here and a line to `ui::help`.
+//! `/text` literally. Add a command here and a line to [`COMMANDS`], which `ui::help` lists.
 
 use natter_shared::Username;
 
-use crate::app::{App, Focus};
+use super::{App, Focus};
 use crate::msg::Cmd;
 
 /// Every command with its one-line description, for the help screen.

@@ -5,8 +5,7 @@
 //! anchor and wraps only the items it passes, so a page step costs one page of wrapping,
 //! whether the history holds ten messages or 100,000.
 
-use crate::app::App;
-use crate::ui;
+use super::App;
 
 /// Where the message list is scrolled to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,19 +22,6 @@ pub enum Scroll {
 }
 
 impl App {
-    /// The message list's size (columns, rows).
-    pub fn viewport(&self) -> (u16, u16) {
-        let area = ui::layout(
-            self,
-            ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1),
-        );
-        (area.timeline.width, area.timeline.height)
-    }
-
-    fn height_of(&self, item: usize, width: u16) -> u16 {
-        ui::timeline::item_height(self, item, width)
-    }
-
     /// Lines in a page step: the view's height less one line of context.
     pub(crate) fn page(&self) -> u16 {
         self.viewport().1.saturating_sub(1).max(1)
@@ -51,7 +37,7 @@ impl App {
                 let mut item = self.timeline.len();
                 while item > 0 && need > 0 {
                     item -= 1;
-                    let h = self.height_of(item, width);
+                    let h = self.item_height(item, width);
                     if h >= need {
                         return (item, h - need);
                     }
@@ -76,7 +62,7 @@ impl App {
             } else {
                 left -= line + 1;
                 item -= 1;
-                line = self.height_of(item, width).saturating_sub(1);
+                line = self.item_height(item, width).saturating_sub(1);
             }
         }
         self.scroll = Scroll::At { item, line };
@@ -90,7 +76,7 @@ impl App {
         let width = self.viewport().0;
         let mut line = u32::from(line) + u32::from(lines);
         while item < self.timeline.len() {
-            let h = u32::from(self.height_of(item, width));
+            let h = u32::from(self.item_height(item, width));
             if line < h {
                 break;
             }
@@ -130,7 +116,7 @@ impl App {
         let mut total: u32 = 0;
         let mut i = item;
         while i < self.timeline.len() && total <= enough {
-            total += u32::from(self.height_of(i, width));
+            total += u32::from(self.item_height(i, width));
             i += 1;
         }
         if total.saturating_sub(u32::from(line)) <= u32::from(height) {
@@ -142,7 +128,7 @@ impl App {
         self.size = (width, height);
         if let Scroll::At { item, line } = self.scroll {
             let w = self.viewport().0;
-            let line = line.min(self.height_of(item, w).saturating_sub(1));
+            let line = line.min(self.item_height(item, w).saturating_sub(1));
             self.scroll = Scroll::At { item, line };
             self.pin_if_at_end();
         }
