@@ -37,7 +37,7 @@ use super::exit::{EXIT_FAILURE, EXIT_NETWORK, EXIT_USAGE, Failure, Outcome};
 use super::output::{json_line, out};
 use super::{Ctx, parse_name};
 use crate::credentials;
-use crate::error::ApiError;
+use crate::error::{ApiError, Disposition, Retry};
 use crate::net::http::Http;
 use crate::net::{backoff, random_u64};
 use crate::outbox::{Outbox, Outgoing};
@@ -273,7 +273,7 @@ impl Run<'_> {
                         .map_or_else(|| "everyone".to_owned(), ToString::to_string);
                     eprintln!("natter: an earlier unsent message to {to} was refused: {e}");
                 }
-                Answer::NotYet(e) if e.is_unauthorized() => {
+                Answer::NotYet(e) if e.disposition() == Disposition::Renew => {
                     if matches!(self.who, Who::Token) {
                         // Nobody else can send these: the file belongs to a refused token.
                         for o in self.entries()? {
@@ -299,20 +299,24 @@ impl Run<'_> {
         loop {
             match self.http.post_message(&self.token, outgoing).await {
                 Ok(m) => return Answer::Stored(m),
-                Err(e) if e.is_network() || e.is_rate_limited() => {
-                    let pause = backoff(attempt, random_u64());
-                    if Instant::now() + pause > give_up {
+                Err(e) => match e.disposition() {
+                    Disposition::Retry(why @ (Retry::Unreachable | Retry::RateLimited)) => {
+                        let pause = backoff(attempt, random_u64());
+                        if Instant::now() + pause > give_up {
+                            return Answer::NotYet(e);
+                        }
+                        self.tell_waiting(why == Retry::RateLimited);
+                        tokio::time::sleep(pause).await;
+                        attempt += 1;
+                    }
+                    // Nothing reached the server; waiting will not help, but the message
+                    // stays for the next send with --ca-file (or once the chat screen has
+                    // renewed the token).
+                    Disposition::Retry(Retry::Untrusted) | Disposition::Renew => {
                         return Answer::NotYet(e);
                     }
-                    self.tell_waiting(e.is_rate_limited());
-                    tokio::time::sleep(pause).await;
-                    attempt += 1;
-                }
-                // Nothing reached the server; waiting will not help, but the message stays
-                // for the next send with --ca-file.
-                Err(e) if e.is_unauthorized() || e.is_untrusted() => return Answer::NotYet(e),
-                // A success status with a body that does not decode was stored all the same.
-                Err(e) => return Answer::Refused(e),
+                    Disposition::Refused => return Answer::Refused(e),
+                },
             }
         }
     }

@@ -8,7 +8,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::{Actor, Next, OFFLINE_AFTER, Session};
 use crate::credentials::{self, Account};
-use crate::error::ApiError;
+use crate::error::{ApiError, Disposition, Retry};
 use crate::msg::{Cmd, Link, NetEvent};
 use crate::net::{backoff, random_u64};
 
@@ -165,11 +165,18 @@ impl Actor {
                         registered: false,
                     };
                 }
-                Err(e) if e.is_network() || e.is_untrusted() => {
-                    return Auth::Network(e.to_string());
-                }
-                Err(e) if e.is_unauthorized() => {} // maybe the server's database is new: try to register
-                Err(e) => return Auth::Failed(e.to_string()),
+                Err(e) => match e.disposition() {
+                    Disposition::Retry(Retry::Unreachable | Retry::Untrusted) => {
+                        return Auth::Network(e.to_string());
+                    }
+                    // Maybe the server's database is new: try to register.
+                    Disposition::Renew => {}
+                    // A login throttled (429) is shown, and waits for the user like a
+                    // refusal: retried on its own it would only be throttled longer.
+                    Disposition::Retry(Retry::RateLimited) | Disposition::Refused => {
+                        return Auth::Failed(e.to_string());
+                    }
+                },
             }
         }
         match self.http.register(username.as_str(), &password).await {
@@ -181,7 +188,14 @@ impl Actor {
             },
             // An untrusted certificate is waited out like a server that is down (the
             // status line says what to do): it may be fixed on the server meanwhile.
-            Err(e) if e.is_network() || e.is_untrusted() => Auth::Network(e.to_string()),
+            Err(e)
+                if matches!(
+                    e.disposition(),
+                    Disposition::Retry(Retry::Unreachable | Retry::Untrusted)
+                ) =>
+            {
+                Auth::Network(e.to_string())
+            }
             Err(e)
                 if e.code() == Some(ErrorCode::UsernameTaken)
                     || matches!(e, ApiError::Server { status: 409, .. }) =>

@@ -16,7 +16,7 @@ use natter_shared::MessageId;
 use tokio::time::{Instant, sleep_until};
 
 use super::{Actor, HISTORY, Next, Session};
-use crate::error::ApiError;
+use crate::error::{ApiError, Disposition, Retry};
 use crate::msg::NetEvent;
 use crate::net::http::Query;
 use crate::net::{POLL_INTERVAL, backoff, random_u64};
@@ -161,20 +161,23 @@ impl Actor {
                     s.confirm(&o.client_id);
                     self.emit(NetEvent::Message(m)).await;
                 }
-                // Untrusted: nothing reached the server, so the message stays queued.
-                Err(e) if e.is_network() || e.is_untrusted() => {
-                    s.http_ok = false;
-                    return;
-                }
-                Err(e) if e.is_rate_limited() || e.is_unauthorized() => return,
-                Err(e) => {
-                    s.confirm(&o.client_id);
-                    self.emit(NetEvent::Rejected {
-                        client_id: o.client_id,
-                        reason: e.to_string(),
-                    })
-                    .await;
-                }
+                Err(e) => match e.disposition() {
+                    // Untrusted: nothing reached the server, so the message stays queued.
+                    Disposition::Retry(Retry::Unreachable | Retry::Untrusted) => {
+                        s.http_ok = false;
+                        return;
+                    }
+                    // The token is renewed when the socket is next refused.
+                    Disposition::Retry(Retry::RateLimited) | Disposition::Renew => return,
+                    Disposition::Refused => {
+                        s.confirm(&o.client_id);
+                        self.emit(NetEvent::Rejected {
+                            client_id: o.client_id,
+                            reason: e.to_string(),
+                        })
+                        .await;
+                    }
+                },
             }
         }
     }

@@ -26,6 +26,7 @@ use tokio::time::{Instant, sleep_until};
 use super::NetConfig;
 use super::http::{Http, Query};
 use super::ws::{self, ConnectError, Incoming};
+use crate::error::Disposition;
 use crate::msg::{Cmd, Link, NetEvent};
 use crate::outbox::{Outbox, Outgoing, Stamp};
 
@@ -188,7 +189,9 @@ impl Actor {
                     s.confirm_seen(&batch);
                     self.emit(NetEvent::Messages(batch)).await;
                 }
-                Err(e) if e.is_unauthorized() => return self.renew(s).await.err(),
+                Err(e) if e.disposition() == Disposition::Renew => {
+                    return self.renew(s).await.err();
+                }
                 Err(_) => {}
             }
         }
