@@ -7,6 +7,9 @@
 //! by a window of unacknowledged messages (the echo frees a slot), stops them at the
 //! deadline, waits a bounded time for the last deliveries, and reports.
 //!
+//! Beside it: `conn.rs` (one connection: opening it, what it may receive) and `sender.rs`
+//! (one sender task and its pacing).
+//!
 //! Every network wait has a timeout, so a dead server ends a run with cuts and errors, never
 //! a hang.
 
@@ -14,74 +17,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::marker::{Marker, TO_EVERYONE, now_us};
-use crate::reader::{ReaderCtx, Shared, read_loop};
 use crate::stats::{Percentiles, Report, Tally, round3};
+
+mod conn;
+mod sender;
+
+pub use conn::{Accept, ConnSpec, to_everyone};
+use conn::{CONNECT_CONCURRENCY, Conn, connect_one};
+use sender::SenderCtx;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type WsSink = SplitSink<Ws, Message>;
 
-/// One connection's open + `ready` must finish within this.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// One socket write (or flush) must finish within this.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Connections being opened at once.
-const CONNECT_CONCURRENCY: usize = 64;
-
 /// Phase ids are unique in the process, so a late delivery from an earlier run (a message
 /// still in natter's commit queue) never counts in a later one.
 static NEXT_PHASE: AtomicU32 = AtomicU32::new(1);
-
-/// Which deliveries a connection may legitimately receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accept {
-    /// Everything (group messages; the ingress sink).
-    Any,
-    /// Its own messages and those its partner sends to it.
-    Partner(u32),
-    /// Only its own messages coming back.
-    OwnOnly,
-}
-
-impl Accept {
-    /// Whether connection `me` should have received `m`.
-    pub fn allows(self, me: u32, m: &Marker) -> bool {
-        match self {
-            Accept::Any => true,
-            Accept::Partner(p) => m.sender == me || (m.sender == p && m.to == me),
-            Accept::OwnOnly => m.sender == me,
-        }
-    }
-}
-
-/// How to open one connection and what it sends.
-#[derive(Debug, Clone)]
-pub struct ConnSpec {
-    /// This connection's index, as stamped in the markers it sends.
-    pub index: u32,
-    /// `ws://127.0.0.1:PORT/...`.
-    pub url: String,
-    /// Bearer token (natter) or none (ceiling).
-    pub token: Option<String>,
-    /// Which deliveries are not misdeliveries.
-    pub accept: Accept,
-    /// When it sends: the connection index it addresses ([`TO_EVERYONE`] for a group
-    /// message) and the `receiver_username` JSON value (`null` or `"name"`).
-    pub to: (u32, String),
-}
 
 /// How senders are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,13 +65,6 @@ pub struct Phase {
     pub text_bytes: usize,
     /// Most messages per sender (window pacing only); `None` for no limit.
     pub limit: Option<u64>,
-}
-
-struct Conn {
-    spec: ConnSpec,
-    shared: Arc<Shared>,
-    sink: Option<WsSink>,
-    reader: JoinHandle<()>,
 }
 
 /// Open connections.
@@ -330,203 +279,5 @@ impl Session {
                 let _ = tokio::time::timeout(Duration::from_millis(100), sink.close()).await;
             }
         }
-    }
-}
-
-async fn connect_one(
-    spec: ConnSpec,
-    phase: Arc<AtomicU32>,
-    read_buffer: usize,
-) -> anyhow::Result<Conn> {
-    let mut req = spec
-        .url
-        .as_str()
-        .into_client_request()
-        .with_context(|| format!("bad url {}", spec.url))?;
-    if let Some(token) = &spec.token {
-        let value = HeaderValue::from_str(&format!("Bearer {token}")).context("token header")?;
-        req.headers_mut().insert("authorization", value);
-    }
-    let config = WebSocketConfig::default()
-        .read_buffer_size(read_buffer)
-        .max_message_size(Some(1 << 20));
-    let (ws, _) = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio_tungstenite::connect_async_with_config(req, Some(config), true),
-    )
-    .await
-    .context("connect timed out")?
-    .with_context(|| format!("connecting to {}", spec.url))?;
-    let (sink, stream) = ws.split();
-    let shared = Arc::new(Shared::new());
-    let reader = tokio::spawn(read_loop(
-        stream,
-        Arc::clone(&shared),
-        phase,
-        ReaderCtx {
-            me: spec.index,
-            accept: spec.accept,
-        },
-    ));
-    tokio::time::timeout(CONNECT_TIMEOUT, shared.ready.notified())
-        .await
-        .context("no ready frame in time")?;
-    Ok(Conn {
-        spec,
-        shared,
-        sink: Some(sink),
-        reader,
-    })
-}
-
-struct SenderCtx {
-    me: u32,
-    to: u32,
-    receiver_json: String,
-    phase: u32,
-    text_bytes: usize,
-}
-
-#[derive(Default)]
-struct Sent {
-    sent: u64,
-    intended: u64,
-    errors: u64,
-}
-
-impl SenderCtx {
-    /// The frame natter expects; the ceiling echoes it verbatim.
-    fn frame(&self, seq: u64) -> Message {
-        let marker = Marker {
-            phase: self.phase,
-            sender: self.me,
-            to: self.to,
-            seq,
-            sent_us: now_us(),
-        };
-        Message::text(format!(
-            r#"{{"type":"chat_message","message":"{}","client_id":"c{}-{}-{}","receiver_username":{}}}"#,
-            marker.text(self.text_bytes),
-            self.me,
-            self.phase,
-            seq,
-            self.receiver_json
-        ))
-    }
-
-    /// Sends `rate` messages per second until `deadline`, catching up in bursts each
-    /// millisecond tick; what it could not send in time shows as `intended - sent`.
-    async fn by_rate(
-        &self,
-        sink: &mut WsSink,
-        rate: f64,
-        started: Instant,
-        deadline: Instant,
-    ) -> Sent {
-        let mut out = Sent::default();
-        let mut tick = tokio::time::interval(Duration::from_millis(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let total = (deadline - started).as_secs_f64();
-        out.intended = (total * rate).floor() as u64;
-        while Instant::now() < deadline {
-            tick.tick().await;
-            let due = ((started.elapsed().as_secs_f64().min(total)) * rate).floor() as u64;
-            if due <= out.sent {
-                continue;
-            }
-            while out.sent < due {
-                let frame = self.frame(out.sent);
-                if !write(sink.feed(frame)).await {
-                    out.errors += 1;
-                    return out;
-                }
-                out.sent += 1;
-            }
-            if !write(sink.flush()).await {
-                out.errors += 1;
-                return out;
-            }
-        }
-        out
-    }
-
-    /// Keeps up to the window's worth of messages unacknowledged until `deadline`.
-    async fn by_window(
-        &self,
-        sink: &mut WsSink,
-        shared: &Shared,
-        deadline: Instant,
-        limit: u64,
-    ) -> Sent {
-        let mut out = Sent::default();
-        while out.sent < limit {
-            let deadline = tokio::time::Instant::from_std(deadline);
-            let Ok(Ok(first)) = tokio::time::timeout_at(deadline, shared.window.acquire()).await
-            else {
-                break;
-            };
-            first.forget();
-            let mut n = 1;
-            while out.sent + n < limit {
-                let Ok(p) = shared.window.try_acquire() else {
-                    break;
-                };
-                p.forget();
-                n += 1;
-            }
-            for _ in 0..n {
-                let frame = self.frame(out.sent);
-                if !write(sink.feed(frame)).await {
-                    out.errors += 1;
-                    return out;
-                }
-                out.sent += 1;
-            }
-            if !write(sink.flush()).await {
-                out.errors += 1;
-                return out;
-            }
-        }
-        out.intended = out.sent;
-        out
-    }
-}
-
-async fn write<F, E>(f: F) -> bool
-where
-    F: std::future::Future<Output = Result<(), E>>,
-{
-    matches!(tokio::time::timeout(WRITE_TIMEOUT, f).await, Ok(Ok(())))
-}
-
-/// The group-message `to` for a [`ConnSpec`].
-pub fn to_everyone() -> (u32, String) {
-    (TO_EVERYONE, "null".to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(sender: u32, to: u32) -> Marker {
-        Marker {
-            phase: 1,
-            sender,
-            to,
-            seq: 0,
-            sent_us: 0,
-        }
-    }
-
-    /// A direct message to someone else is a misdelivery; one's own and one's partner's are not.
-    #[test]
-    fn misdelivery_rules() {
-        assert!(Accept::Partner(3).allows(2, &m(2, 3)));
-        assert!(Accept::Partner(3).allows(2, &m(3, 2)));
-        assert!(!Accept::Partner(3).allows(2, &m(4, 5)));
-        assert!(!Accept::Partner(3).allows(2, &m(3, 4)));
-        assert!(Accept::OwnOnly.allows(7, &m(7, 100)));
-        assert!(!Accept::OwnOnly.allows(7, &m(8, 100)));
-        assert!(Accept::Any.allows(7, &m(8, TO_EVERYONE)));
     }
 }
