@@ -6,10 +6,10 @@
 use natter_shared::{ErrorCode, Username};
 use tokio::time::{Instant, sleep_until};
 
-use super::{Actor, Next, OFFLINE_AFTER, Session};
+use super::{Actor, Command, Next, OFFLINE_AFTER, Session};
 use crate::credentials::{self, Account};
 use crate::error::{ApiError, Disposition, Retry};
-use crate::msg::{Cmd, Link, NetEvent};
+use crate::msg::{Link, NetEvent};
 use crate::net::{backoff, random_u64};
 
 /// What an attempt to authenticate produced.
@@ -82,11 +82,11 @@ impl Actor {
                     loop {
                         tokio::select! {
                             () = sleep_until(deadline) => break,
-                            cmd = self.cmds.recv() => match self.on_cmd_down(s, cmd) {
-                                Some(Ok(())) => {}
-                                Some(Err(next)) => return Err(next),
-                                None => {}
-                            },
+                            cmd = self.cmds.recv() => {
+                                if let Command::End(next) = self.on_command(s, cmd) {
+                                    return Err(next);
+                                }
+                            }
                         }
                     }
                 }
@@ -97,20 +97,16 @@ impl Actor {
     /// Waits for the user to type a password for this name (or pick another).
     async fn wait_for_password(&mut self, s: &mut Session) -> Result<String, Next> {
         loop {
-            match self.cmds.recv().await {
-                Some(Cmd::Login {
-                    username,
-                    password: Some(p),
-                }) if username.key() == s.username.key() => return Ok(p),
-                Some(Cmd::Login { username, password }) => {
-                    if username.key() != s.username.key() {
-                        return Err(Next::Login(username, password));
-                    }
+            let cmd = self.cmds.recv().await;
+            match self.on_command(s, cmd) {
+                // The password asked for: this identity goes on with it.
+                Command::End(Next::Login(username, Some(p)))
+                    if username.key() == s.username.key() =>
+                {
+                    return Ok(p);
                 }
-                Some(Cmd::Send { sender, outgoing }) => {
-                    s.enqueue(&sender, outgoing);
-                }
-                Some(Cmd::Quit) | None => return Err(Next::Quit),
+                Command::End(next) => return Err(next),
+                Command::Queued(_) | Command::Nothing => {}
             }
         }
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use natter_shared::MessageId;
 use tokio::time::{Instant, sleep_until};
 
-use super::{Actor, HISTORY, Next, Session};
+use super::{Actor, Command, Next, Session};
 use crate::error::{ApiError, Disposition, Retry};
 use crate::msg::NetEvent;
 use crate::net::http::Query;
@@ -50,13 +50,13 @@ impl Actor {
             loop {
                 tokio::select! {
                     () = sleep_until(next_poll) => break,
-                    cmd = self.cmds.recv() => match self.on_cmd_down(s, cmd) {
-                        Some(Ok(())) if s.http_ok => {
+                    cmd = self.cmds.recv() => match self.on_command(s, cmd) {
+                        Command::Queued(_) if s.http_ok => {
                             self.flush_http(s).await;
                             self.show_down(s).await;
                         }
-                        Some(Err(next)) => return Err(next),
-                        _ => {}
+                        Command::Queued(_) | Command::Nothing => {}
+                        Command::End(next) => return Err(next),
                     },
                 }
             }
@@ -74,7 +74,7 @@ impl Actor {
     /// Awaits an HTTP call made while the socket is down; if it has not answered within
     /// [`SLOW_ANSWER`], the badge says so at once (`unanswered`, from
     /// [`Session::unanswered_link`]) and the call goes on to its own timeout.
-    async fn answer<T>(
+    pub(super) async fn answer<T>(
         &self,
         unanswered: NetEvent,
         call: impl Future<Output = Result<T, ApiError>>,
@@ -90,26 +90,9 @@ impl Actor {
     /// One HTTP poll: fetch what is new, then flush the outbox by POST. Returns whether HTTP
     /// answered.
     async fn poll(&mut self, s: &mut Session) -> bool {
-        if !s.history_loaded {
-            let query = Query {
-                limit: Some(HISTORY),
-                ..Query::default()
-            };
-            match self
-                .answer(s.unanswered(), self.http.messages(&s.token, query))
-                .await
-            {
-                Ok(batch) => {
-                    s.history_loaded = true;
-                    s.last_id = batch.last().map(|m| m.id).or(Some(MessageId(0)));
-                    s.confirm_seen(&batch);
-                    self.emit(NetEvent::Messages(batch)).await;
-                }
-                Err(_) => {
-                    s.http_ok = false;
-                    return false;
-                }
-            }
+        if !s.history_loaded && self.load_history(s, Some(s.unanswered())).await.is_err() {
+            s.http_ok = false;
+            return false;
         }
         let after = s.last_id.or(Some(MessageId(0)));
         loop {

@@ -10,7 +10,10 @@
 //! - `last_id` only advances over contiguous streams (socket frames, polls with `?after=`),
 //!   never from a POST reply, so a resume never skips a message.
 //!
-//! This file: the actor's lifecycle, one socket attempt, the live socket, and the queue.
+//! This file: the actor's lifecycle, one socket attempt, the live socket, the queue, and
+//! the two things every state shares: what a command from the app means
+//! ([`Actor::on_command`], whether the socket is live, down or waiting for a password) and
+//! loading history ([`Actor::load_history`], by the first socket attempt or the first poll).
 //! Beside it: `auth.rs` (stored token, login, auto-register, asking for a password) and
 //! `fallback.rs` (the socket is down: backoff, HTTP polling, sending by POST).
 
@@ -26,7 +29,7 @@ use tokio::time::{Instant, sleep_until};
 use super::NetConfig;
 use super::http::{Http, Query};
 use super::ws::{self, ConnectError, Incoming};
-use crate::error::Disposition;
+use crate::error::{ApiError, Disposition};
 use crate::msg::{Cmd, Link, NetEvent};
 use crate::outbox::{Outbox, Outgoing, Stamp};
 
@@ -44,6 +47,16 @@ const OUTBOX_CHECK: Duration = Duration::from_secs(1);
 enum Next {
     Login(Username, Option<String>),
     Quit,
+}
+
+/// What a command from the app means for the identity (see [`Actor::on_command`]).
+enum Command {
+    /// A new send for this identity, now in the queue.
+    Queued(Outgoing),
+    /// Nothing to do.
+    Nothing,
+    /// This identity ends: another name (or this one with a password), or quitting.
+    End(Next),
 }
 
 /// The network actor.
@@ -149,51 +162,41 @@ impl Actor {
         }
     }
 
-    /// Handles a command while the socket is down. `None`: nothing to do; `Some(Err)`: this
-    /// identity ends.
-    fn on_cmd_down(&mut self, s: &mut Session, cmd: Option<Cmd>) -> Option<Result<(), Next>> {
+    /// What a command from the app means for this identity, wherever the actor is waiting
+    /// (socket live or down, backing off, waiting for a password): the one place that
+    /// decides it. Each caller only carries out the answer (a live socket sends the new
+    /// message at once; the others leave it queued for the next flush).
+    fn on_command(&mut self, s: &mut Session, cmd: Option<Cmd>) -> Command {
         match cmd {
             Some(Cmd::Send { sender, outgoing }) => {
-                s.enqueue(&sender, outgoing);
-                Some(Ok(()))
-            }
-            Some(Cmd::Login { username, password }) => {
-                if username.key() == s.username.key() && password.is_none() {
-                    None
+                if s.enqueue(&sender, outgoing.clone()) {
+                    Command::Queued(outgoing)
                 } else {
-                    Some(Err(Next::Login(username, password)))
+                    // Another identity's (on disk in its outbox), or already queued.
+                    Command::Nothing
                 }
             }
-            Some(Cmd::Quit) | None => Some(Err(Next::Quit)),
+            // The same name again without a password: nothing changes.
+            Some(Cmd::Login { username, password })
+                if username.key() == s.username.key() && password.is_none() =>
+            {
+                Command::Nothing
+            }
+            Some(Cmd::Login { username, password }) => {
+                Command::End(Next::Login(username, password))
+            }
+            Some(Cmd::Quit) | None => Command::End(Next::Quit),
         }
     }
 
     /// Loads history once, then one socket attempt; on failure, waits out the backoff while
     /// polling HTTP. Returns `Some` when the identity ends.
     async fn connect_once(&mut self, s: &mut Session) -> Option<Next> {
-        if !s.history_loaded {
-            match self
-                .http
-                .messages(
-                    &s.token,
-                    Query {
-                        limit: Some(HISTORY),
-                        ..Query::default()
-                    },
-                )
-                .await
-            {
-                Ok(batch) => {
-                    s.history_loaded = true;
-                    s.last_id = batch.last().map(|m| m.id).or(Some(MessageId(0)));
-                    s.confirm_seen(&batch);
-                    self.emit(NetEvent::Messages(batch)).await;
-                }
-                Err(e) if e.disposition() == Disposition::Renew => {
-                    return self.renew(s).await.err();
-                }
-                Err(_) => {}
-            }
+        if !s.history_loaded
+            && let Err(e) = self.load_history(s, None).await
+            && e.disposition() == Disposition::Renew
+        {
+            return self.renew(s).await.err();
         }
         if s.history_loaded {
             match ws::connect(&self.config.server, &self.config.tls, &s.token, s.last_id).await {
@@ -235,6 +238,27 @@ impl Actor {
             s.failures += 1;
         }
         self.down(s).await.err()
+    }
+
+    /// Loads the last [`HISTORY`] messages, once per identity: the first socket attempt
+    /// asks for them, or the first poll while the socket is down, whichever comes first.
+    /// With `slow`, a request slow to answer sets the badge to that meanwhile (see
+    /// `fallback.rs`).
+    async fn load_history(&self, s: &mut Session, slow: Option<NetEvent>) -> Result<(), ApiError> {
+        let query = Query {
+            limit: Some(HISTORY),
+            ..Query::default()
+        };
+        let call = self.http.messages(&s.token, query);
+        let batch = match slow {
+            Some(unanswered) => self.answer(unanswered, call).await?,
+            None => call.await?,
+        };
+        s.history_loaded = true;
+        s.last_id = batch.last().map(|m| m.id).or(Some(MessageId(0)));
+        s.confirm_seen(&batch);
+        self.emit(NetEvent::Messages(batch)).await;
+        Ok(())
     }
 
     /// Takes what others added to the outbox into the queue (see [`Session::adopt`]) and
@@ -328,21 +352,18 @@ impl Actor {
                         self.emit(NetEvent::Users(users)).await;
                     }
                 }
-                cmd = self.cmds.recv() => match cmd {
-                    Some(Cmd::Send { sender, outgoing }) => {
-                        if s.enqueue(&sender, outgoing.clone())
-                            && let Err(e) = ws::send(&mut socket, &outgoing).await {
-                                return Ok(e);
-                            }
-                    }
-                    Some(Cmd::Login { username, password }) => {
-                        if username.key() != s.username.key() || password.is_some() {
-                            return Err(Next::Login(username, password));
+                cmd = self.cmds.recv() => match self.on_command(s, cmd) {
+                    Command::Queued(outgoing) => {
+                        if let Err(e) = ws::send(&mut socket, &outgoing).await {
+                            return Ok(e);
                         }
                     }
-                    Some(Cmd::Quit) | None => {
-                        let _ = socket.close(None).await;
-                        return Err(Next::Quit);
+                    Command::Nothing => {}
+                    Command::End(next) => {
+                        if matches!(next, Next::Quit) {
+                            let _ = socket.close(None).await;
+                        }
+                        return Err(next);
                     }
                 },
                 _ = outbox_check.tick() => {
