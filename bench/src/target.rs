@@ -130,7 +130,7 @@ impl Server {
             let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
             bail!("server exited before listening; its log:\n{log}");
         };
-        let addr = parse_listening(&line)
+        let addr = natter_testkit::process::parse_listening(&line)
             .with_context(|| format!("no address in the server's first line {line:?}"))?;
         if !addr.ip().is_loopback() {
             bail!("server bound {addr}, not a loopback address");
@@ -251,16 +251,6 @@ impl Server {
     }
 }
 
-/// The address in `natter-server listening on 127.0.0.1:PORT, database PATH` or
-/// `ceiling listening on 127.0.0.1:PORT`.
-pub fn parse_listening(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
-    let end = rest
-        .find(|c: char| c == ',' || c.is_whitespace())
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
 /// CPU time (user + system, every thread) process `pid` has used so far, in seconds.
 pub fn cpu_seconds_of(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -315,21 +305,6 @@ pub fn sibling_binary(name: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Both servers' startup lines give their address.
-    #[test]
-    fn listening_lines() {
-        let natter = "natter-server listening on 127.0.0.1:41234, database /tmp/x/bench.db";
-        assert_eq!(
-            parse_listening(natter),
-            Some("127.0.0.1:41234".parse().unwrap())
-        );
-        assert_eq!(
-            parse_listening("ceiling listening on 127.0.0.1:5"),
-            Some("127.0.0.1:5".parse().unwrap())
-        );
-        assert_eq!(parse_listening("hello"), None);
-    }
 
     /// CPU ticks are utime + stime, counted past a command name with spaces.
     #[test]

@@ -7,7 +7,6 @@ pub mod backend;
 pub mod pg;
 pub mod redis;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -416,19 +415,10 @@ fn readyz_bus(addr: &str) -> Option<String> {
 }
 
 /// Spawns a server command (stdout is taken over) and reads the address from its first
-/// line, `natter-server listening on ADDR, database PATH`.
-pub fn spawn_listening(mut cmd: Command) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or_else(|| panic!("no address in server's first line: {line:?}"))
-        .to_owned();
-    (child, addr)
+/// line, `natter-server listening on ADDR, database PATH` (see `natter_testkit::process`).
+pub fn spawn_listening(cmd: Command) -> (Child, String) {
+    let started = natter_testkit::process::spawn_listening(cmd).unwrap_or_else(|e| panic!("{e}"));
+    (started.child, started.addr.to_string())
 }
 
 /// The password [`TestServer::register`] gives every account.

@@ -95,25 +95,22 @@ impl Server {
                 .env_remove("NATTER_DB")
                 .env_remove("NATTER_TLS_CERT")
                 .env_remove("NATTER_TLS_KEY")
-                .stdout(Stdio::piped())
                 .stderr(Stdio::null());
-            let mut child = command.spawn().expect("starting natter-server");
-            let mut stdout = BufReader::new(child.stdout.take().unwrap());
-            let mut line = String::new();
-            stdout.read_line(&mut line).unwrap();
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest.split(',').next().unwrap().trim().to_owned();
-                return Server {
-                    child,
-                    stdout,
-                    addr,
-                    db: db.to_owned(),
-                    args,
-                    tls,
-                };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            let line = match natter_testkit::process::spawn_listening(command) {
+                Ok(started) => {
+                    return Server {
+                        child: started.child,
+                        stdout: started.stdout,
+                        addr: started.addr.to_string(),
+                        db: db.to_owned(),
+                        args,
+                        tls,
+                    };
+                }
+                // A fixed port still held by the server just killed: try again.
+                Err(natter_testkit::process::SpawnError::NotListening(line)) => line,
+                Err(e) => panic!("{e}"),
+            };
             assert!(
                 std::time::Instant::now() < deadline,
                 "server did not start on {bind}: {line:?}"
