@@ -24,7 +24,11 @@
 //!
 //! A send is acknowledged by its echo, which reaches this connection through the hub (or the
 //! store, while catching up) after the commit like any other message; only refusals and
-//! duplicates are answered directly. The loop is generic over the socket.
+//! duplicates are answered directly.
+//!
+//! The loop is generic over the socket (a WebSocket stream and sink that can [`Linger`]),
+//! but the server gives it one kind: tungstenite's `WebSocketStream` over the upgraded
+//! connection. The tests reach it through real sockets.
 
 use std::pin::Pin;
 use std::sync::Arc;
