@@ -197,7 +197,7 @@ where
         Some(after) => match state.store.newest_id().await {
             Ok(newest) => after.min(newest),
             Err(e) => {
-                tracing::error!(error = %e, "reading the newest message id failed");
+                tracing::error!(error = %crate::error::Chain(&e), "reading the newest message id failed");
                 return End::Close(
                     CloseCode::Error,
                     "server error while sending history; reconnect",
@@ -420,7 +420,7 @@ where
             let page = match conn.state.store.visible_messages(conn.user.id, q).await {
                 Ok(page) => page,
                 Err(e) => {
-                    tracing::error!(error = %e, "reading missed messages failed");
+                    tracing::error!(error = %crate::error::Chain(&e), "reading missed messages failed");
                     return Err(End::Close(
                         CloseCode::Error,
                         "server error while sending history; reconnect",
