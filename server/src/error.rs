@@ -153,9 +153,16 @@ impl ServerError {
         }
     }
 
-    /// The `{"code","message"}` body. A store failure is logged here, once, and its detail
-    /// stays out of the reply.
+    /// The `{"code","message"}` body. A server fault's detail stays out of it (see
+    /// [`ServerError::log_fault`]).
     pub fn body(&self) -> ErrorBody {
+        ErrorBody::new(self.code(), self.to_string())
+    }
+
+    /// Logs a server fault's detail, which the client is not shown: a store failure or an
+    /// internal error. Called once, where the reply for the client is built (an HTTP error
+    /// response, a WebSocket error frame).
+    pub fn log_fault(&self) {
         match self {
             // The writer logged the cause once when the database became full or unwritable.
             ServerError::Store(StoreError::Full | StoreError::Unavailable) => {}
@@ -163,7 +170,6 @@ impl ServerError {
             ServerError::Internal(e) => tracing::error!(error = %e, "internal failure"),
             _ => {}
         }
-        ErrorBody::new(self.code(), self.to_string())
     }
 }
 

@@ -155,8 +155,9 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     r
 }
 
-/// The error reply for `e`.
+/// The error reply for `e`; a server fault's detail is logged here.
 pub fn error_response(e: &ServerError) -> Response<Body> {
+    e.log_fault();
     let mut r = json(e.status(), &ErrorResponse { error: e.body() });
     match e {
         ServerError::MethodNotAllowed(allow) => {

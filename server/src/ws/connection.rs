@@ -543,7 +543,9 @@ fn outcome_frame(
     }
 }
 
+/// The error frame for `e`; a server fault's detail is logged here.
 fn server_error_frame(e: &ServerError, client_id: Option<String>) -> WsMessage {
+    e.log_fault();
     let body = e.body();
     error_frame(body.code, &body.message, client_id)
 }
