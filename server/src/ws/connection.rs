@@ -510,7 +510,7 @@ async fn admit_frame(conn: &Connection, bytes: &[u8]) -> Result<Pending, WsMessa
         .map_err(|e| error_frame(e.error.code, &e.error.message, e.client_id))?;
     let client_id = message.client_id.as_ref().map(|c| c.to_string());
     if let Err(e) = state.admit(&conn.user, &message) {
-        crate::http::count_refusal(&e);
+        crate::metrics::count_refusal(&e);
         return Err(server_error_frame(&e, client_id));
     }
     let started = Instant::now();
