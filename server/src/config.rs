@@ -9,6 +9,29 @@ use crate::bus::BusTarget;
 use crate::store::DbTarget;
 use crate::tls::TlsFiles;
 
+/// Default of [`Config::rate_per_sec`] (and `--rate-limit`).
+pub const DEFAULT_RATE_PER_SEC: u32 = 20;
+/// Default of [`Config::rate_burst`] (and `--rate-burst`).
+pub const DEFAULT_RATE_BURST: u32 = 40;
+/// Default of [`Config::login_burst`] (and `--login-burst`).
+pub const DEFAULT_LOGIN_BURST: u32 = 10;
+/// Default of [`Config::max_connections`] (and `--max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default of [`Config::max_connections_per_user`] (and `--max-connections-per-user`).
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 32;
+/// Default of [`Config::max_http_connections`] (and `--max-http-connections`).
+pub const DEFAULT_MAX_HTTP_CONNECTIONS: usize = 1024;
+/// Default of [`Config::request_timeout`], in seconds (and `--request-timeout`).
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Default of [`Config::register_burst`] (and `--register-burst`).
+pub const DEFAULT_REGISTER_BURST: u32 = 10;
+/// Default of [`Config::queue_capacity`] (and `--queue-capacity`).
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// Default of [`Config::idle_timeout`], in seconds (and `--idle-timeout`).
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Default of [`Config::write_timeout`], in seconds (and `--write-timeout`).
+pub const DEFAULT_WRITE_TIMEOUT_SECS: u64 = 30;
+
 /// Everything [`crate::Server::open`] needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -87,24 +110,24 @@ impl Config {
     pub fn new(db: impl Into<DbTarget>) -> Self {
         Config {
             db: db.into(),
-            rate_per_sec: 20,
-            rate_burst: 40,
-            login_burst: 10,
+            rate_per_sec: DEFAULT_RATE_PER_SEC,
+            rate_burst: DEFAULT_RATE_BURST,
+            login_burst: DEFAULT_LOGIN_BURST,
             login_refill: Duration::from_secs(3),
-            max_connections: 10_000,
-            max_connections_per_user: 32,
-            max_http_connections: 1024,
-            request_timeout: Duration::from_secs(30),
-            register_burst: 10,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
+            max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
+            register_burst: DEFAULT_REGISTER_BURST,
             register_refill: Duration::from_secs(6),
             trusted_proxies: Vec::new(),
             max_text_chars: MAX_TEXT_CHARS,
-            queue_capacity: 1024,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
             recent_bytes: 16 * 1024 * 1024,
             ping_interval: Duration::from_secs(20),
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             shutdown_grace: Duration::from_secs(4),
-            write_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(DEFAULT_WRITE_TIMEOUT_SECS),
             tls: None,
             pause_writes: None,
             max_page_count: None,

@@ -153,17 +153,23 @@ impl ServerError {
         }
     }
 
-    /// The `{"code","message"}` body. A store failure is logged here, once, and its detail
-    /// stays out of the reply.
+    /// The `{"code","message"}` body. A server fault's detail stays out of it (see
+    /// [`ServerError::log_fault`]).
     pub fn body(&self) -> ErrorBody {
+        ErrorBody::new(self.code(), self.to_string())
+    }
+
+    /// Logs a server fault's detail, which the client is not shown: a store failure or an
+    /// internal error. Called once, where the reply for the client is built (an HTTP error
+    /// response, a WebSocket error frame).
+    pub fn log_fault(&self) {
         match self {
             // The writer logged the cause once when the database became full or unwritable.
             ServerError::Store(StoreError::Full | StoreError::Unavailable) => {}
-            ServerError::Store(e) => tracing::error!(error = %e, "store failure"),
+            ServerError::Store(e) => tracing::error!(error = %Chain(e), "store failure"),
             ServerError::Internal(e) => tracing::error!(error = %e, "internal failure"),
             _ => {}
         }
-        ErrorBody::new(self.code(), self.to_string())
     }
 }
 
@@ -176,5 +182,21 @@ fn store_message(e: &StoreError) -> &'static str {
             "the server cannot write its database right now; nothing was stored, retry later"
         }
         _ => "internal error",
+    }
+}
+
+/// Shows an error and each of its sources, `error: cause: cause`, for the log: a
+/// [`StoreError`]'s message leaves its cause to `source()`.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
     }
 }

@@ -12,8 +12,9 @@
 //! - [`tls`]: the certificate and key from PEM files, the rustls configuration, reloading.
 //! - [`state`]: `AppState`, shared by every request and connection; the send admission check.
 //! - [`http`]: routing, the REST handlers (`auth`, `messages`, `users`), the probes (`health`),
-//!   and `canned` (the JSON body for the 400 and 431 hyper sends by itself).
-//! - [`ws`]: the WebSocket upgrade and the per-connection loop.
+//!   the WebSocket upgrade (`upgrade`), and `canned` (the JSON body for the 400 and 431 hyper
+//!   sends by itself).
+//! - [`ws`]: the per-connection loop after the upgrade.
 //! - [`hub`]: connected users, per-connection bounded queues, who receives what.
 //! - [`bus`]: the feed that hands every committed message to the hub once, in id order, and,
 //!   with several instances, Redis between them (messages, presence, revoked tokens).
@@ -23,7 +24,7 @@
 //! - [`rate`]: token buckets: send rate, login and registration throttles.
 //! - [`limits`]: caps on open connections (WebSockets in all and per user, plain HTTP).
 //! - [`peer`]: the client's address, through trusted proxies.
-//! - [`metrics`]: Prometheus metrics and their `/metrics` listener.
+//! - [`metrics`]: Prometheus metrics and their `/metrics` listener; counting refusals.
 //! - [`error`]: `ServerError` and its HTTP status / wire code; `OpenError`, why the server
 //!   cannot start.
 #![forbid(unsafe_code)]

@@ -17,7 +17,7 @@ use natter_server::bus::BusTarget;
 use natter_server::cli::Tool;
 use natter_server::store::DbTarget;
 use natter_server::tls::{CertReloader, TlsFiles};
-use natter_server::{Config, Server};
+use natter_server::{Config, Server, config};
 use tracing_subscriber::EnvFilter;
 
 /// natter chat server: REST under /api/, WebSocket at /ws/chat/, messages stored in SQLite
@@ -37,32 +37,32 @@ struct Args {
     #[arg(long, env = "NATTER_DB", default_value = "natter.db", value_name = "PATH|URL", value_parser = DbArg)]
     db: DbTarget,
     /// Messages per second one user may send; 0 turns the limit off.
-    #[arg(long, env = "NATTER_RATE_LIMIT", default_value_t = 20)]
+    #[arg(long, env = "NATTER_RATE_LIMIT", default_value_t = config::DEFAULT_RATE_PER_SEC)]
     rate_limit: u32,
     /// Messages a user may send in a burst before the rate applies.
-    #[arg(long, env = "NATTER_RATE_BURST", default_value_t = 40)]
+    #[arg(long, env = "NATTER_RATE_BURST", default_value_t = config::DEFAULT_RATE_BURST)]
     rate_burst: u32,
     /// Failed logins allowed for one name before further attempts get 429; after that one
     /// more every 3 s (a success gives its attempt back). 0 turns the limit off.
-    #[arg(long, env = "NATTER_LOGIN_BURST", default_value_t = 10)]
+    #[arg(long, env = "NATTER_LOGIN_BURST", default_value_t = config::DEFAULT_LOGIN_BURST)]
     login_burst: u32,
     /// Most WebSocket connections open at once.
-    #[arg(long, env = "NATTER_MAX_CONNECTIONS", default_value_t = 10_000)]
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// Most WebSocket connections one account may have open at once.
-    #[arg(long, env = "NATTER_MAX_CONNECTIONS_PER_USER", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS_PER_USER", default_value_t = config::DEFAULT_MAX_CONNECTIONS_PER_USER as u64, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections_per_user: u64,
     /// Most plain HTTP connections (not WebSockets) open at once; past it the newest are
     /// refused with 503 (health checks still answered).
-    #[arg(long, env = "NATTER_MAX_HTTP_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "NATTER_MAX_HTTP_CONNECTIONS", default_value_t = config::DEFAULT_MAX_HTTP_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..))]
     max_http_connections: u64,
     /// Seconds a client may take to send a request's head (or to idle between requests),
     /// and then again its body; late ones get 408.
-    #[arg(long, env = "NATTER_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "NATTER_REQUEST_TIMEOUT", default_value_t = config::DEFAULT_REQUEST_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout: u64,
     /// Registrations one client address may make at once; after that one more every 6 s.
     /// 0 turns the limit off.
-    #[arg(long, env = "NATTER_REGISTER_BURST", default_value_t = 10)]
+    #[arg(long, env = "NATTER_REGISTER_BURST", default_value_t = config::DEFAULT_REGISTER_BURST)]
     register_burst: u32,
     /// Reverse proxies (IP addresses, comma-separated) whose X-Forwarded-For header names
     /// the client, for the per-address throttles; from anyone else it is ignored.
@@ -95,15 +95,15 @@ struct Args {
     max_message_chars: usize,
     /// Frames queued per connection; a reader that falls further behind is sent the rest
     /// from the database, so nobody is disconnected for it.
-    #[arg(long, env = "NATTER_QUEUE_CAPACITY", default_value_t = 1024)]
+    #[arg(long, env = "NATTER_QUEUE_CAPACITY", default_value_t = config::DEFAULT_QUEUE_CAPACITY)]
     queue_capacity: usize,
     /// Seconds a WebSocket may stay silent (no frame, no pong) before it is dropped; the
     /// server pings at a third of this.
-    #[arg(long, env = "NATTER_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "NATTER_IDLE_TIMEOUT", default_value_t = config::DEFAULT_IDLE_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: u64,
     /// Seconds a WebSocket may accept no data (a client that stopped reading) before it is
     /// closed with 1008 and its slot freed.
-    #[arg(long, env = "NATTER_WRITE_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "NATTER_WRITE_TIMEOUT", default_value_t = config::DEFAULT_WRITE_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     write_timeout: u64,
     /// Connect this instance to the others through this Redis server,
     /// redis://HOST:PORT[/DB]; needs a PostgreSQL --db that they all share. Without it the

@@ -25,6 +25,8 @@ use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
+use crate::error::ServerError;
+
 /// Open WebSocket connections.
 pub const CONNECTIONS_OPEN: &str = "natter_connections_open";
 /// Users with at least one open WebSocket.
@@ -67,6 +69,23 @@ pub const BUS_GAP_FILLS: &str = "natter_bus_gap_fills_total";
 pub const BUS_LAG_SECONDS: &str = "natter_bus_lag_seconds";
 /// Messages or revocations not published because the publisher's queue was full.
 pub const BUS_DROPPED: &str = "natter_bus_dropped_total";
+
+/// Counts auth failures and rate-limit refusals (REST and WebSocket alike).
+pub fn count_refusal(e: &ServerError) {
+    match e {
+        ServerError::Unauthorized(_) | ServerError::InvalidCredentials => {
+            metrics::counter!(AUTH_FAILURES).increment(1);
+        }
+        ServerError::RateLimited => metrics::counter!(RATE_LIMITED, "limit" => "send").increment(1),
+        ServerError::LoginThrottled => {
+            metrics::counter!(RATE_LIMITED, "limit" => "login").increment(1);
+        }
+        ServerError::RegistrationThrottled => {
+            metrics::counter!(RATE_LIMITED, "limit" => "register").increment(1);
+        }
+        _ => {}
+    }
+}
 
 /// Installs the Prometheus recorder; call before [`crate::Server::open`], whose handles are
 /// no-ops otherwise.

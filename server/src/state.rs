@@ -46,7 +46,10 @@ pub struct AppState {
     pub limits: ConnectionLimits,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
-    /// Tracks WebSocket tasks so shutdown can wait for their close frames.
+    /// Every task the server spawns: each accepted connection's (plain or TLS, including
+    /// those answered at the HTTP cap), each WebSocket's, and the Redis bus's. Shutdown
+    /// closes it and waits up to `shutdown_grace` for them all, so WebSockets can send their
+    /// close frames.
     pub tasks: TaskTracker,
 }
 

@@ -10,6 +10,7 @@ mod auth;
 pub mod canned;
 mod health;
 mod messages;
+mod upgrade;
 mod users;
 
 use std::convert::Infallible;
@@ -28,7 +29,6 @@ use serde::Serialize;
 
 use crate::error::ServerError;
 use crate::state::AppState;
-use crate::ws;
 
 /// Response body type for every reply.
 pub type Body = Full<Bytes>;
@@ -48,7 +48,7 @@ pub async fn handle(
             if e.status().is_client_error() {
                 tracing::debug!(%method, %path, code = %e.code(), error = %e, "request refused");
             }
-            count_refusal(&e);
+            crate::metrics::count_refusal(&e);
             error_response(&e)
         }
     };
@@ -77,24 +77,6 @@ fn route_label(path: &str) -> &'static str {
         "/api/users" => "/api/users",
         "/ws/chat" => "/ws/chat",
         _ => "other",
-    }
-}
-
-/// Counts auth failures and rate-limit refusals (REST and WebSocket alike).
-pub fn count_refusal(e: &ServerError) {
-    use crate::metrics::{AUTH_FAILURES, RATE_LIMITED};
-    match e {
-        ServerError::Unauthorized(_) | ServerError::InvalidCredentials => {
-            metrics::counter!(AUTH_FAILURES).increment(1);
-        }
-        ServerError::RateLimited => metrics::counter!(RATE_LIMITED, "limit" => "send").increment(1),
-        ServerError::LoginThrottled => {
-            metrics::counter!(RATE_LIMITED, "limit" => "login").increment(1);
-        }
-        ServerError::RegistrationThrottled => {
-            metrics::counter!(RATE_LIMITED, "limit" => "register").increment(1);
-        }
-        _ => {}
     }
 }
 
@@ -137,7 +119,7 @@ async fn route(
             _ => Err(ServerError::MethodNotAllowed("GET")),
         },
         "/ws/chat" => match *method {
-            Method::GET => ws::upgrade::handle(req, state).await,
+            Method::GET => upgrade::handle(req, state).await,
             _ => Err(ServerError::MethodNotAllowed("GET")),
         },
         _ => Err(ServerError::NotFound(req.uri().path().to_owned())),
@@ -155,8 +137,9 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     r
 }
 
-/// The error reply for `e`.
+/// The error reply for `e`; a server fault's detail is logged here.
 pub fn error_response(e: &ServerError) -> Response<Body> {
+    e.log_fault();
     let mut r = json(e.status(), &ErrorResponse { error: e.body() });
     match e {
         ServerError::MethodNotAllowed(allow) => {
@@ -174,8 +157,6 @@ pub fn error_response(e: &ServerError) -> Response<Body> {
     }
     r
 }
-
-pub use messages::parse_id as messages_query_id;
 
 /// The reply for a connection past the HTTP connection cap (see `limits`): health checks
 /// still say ok, so an orchestrator does not restart a server that is only full; anything

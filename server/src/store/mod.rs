@@ -65,11 +65,12 @@ pub type OnCommit = Arc<dyn CommitSink>;
 /// A storage failure. Never the client's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite said no.
-    #[error("database error: {0}")]
+    /// SQLite said no. The cause is the source, not in the message, so a chain prints it once.
+    #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL said no (a statement failed; its connection is fine).
-    #[error("database error: {0}")]
+    /// PostgreSQL said no (a statement failed; its connection is fine). The cause is the
+    /// source, as above.
+    #[error("database error")]
     Postgres(#[from] tokio_postgres::Error),
     /// The file could not be opened or is not a natter database.
     #[error("cannot open database {path}: {reason}")]

@@ -24,7 +24,11 @@
 //!
 //! A send is acknowledged by its echo, which reaches this connection through the hub (or the
 //! store, while catching up) after the commit like any other message; only refusals and
-//! duplicates are answered directly. The loop is generic over the socket.
+//! duplicates are answered directly.
+//!
+//! The loop is generic over the socket (a WebSocket stream and sink that can [`Linger`]),
+//! but the server gives it one kind: tungstenite's `WebSocketStream` over the upgraded
+//! connection. The tests reach it through real sockets.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -193,7 +197,7 @@ where
         Some(after) => match state.store.newest_id().await {
             Ok(newest) => after.min(newest),
             Err(e) => {
-                tracing::error!(error = %e, "reading the newest message id failed");
+                tracing::error!(error = %crate::error::Chain(&e), "reading the newest message id failed");
                 return End::Close(
                     CloseCode::Error,
                     "server error while sending history; reconnect",
@@ -416,7 +420,7 @@ where
             let page = match conn.state.store.visible_messages(conn.user.id, q).await {
                 Ok(page) => page,
                 Err(e) => {
-                    tracing::error!(error = %e, "reading missed messages failed");
+                    tracing::error!(error = %crate::error::Chain(&e), "reading missed messages failed");
                     return Err(End::Close(
                         CloseCode::Error,
                         "server error while sending history; reconnect",
@@ -506,7 +510,7 @@ async fn admit_frame(conn: &Connection, bytes: &[u8]) -> Result<Pending, WsMessa
         .map_err(|e| error_frame(e.error.code, &e.error.message, e.client_id))?;
     let client_id = message.client_id.as_ref().map(|c| c.to_string());
     if let Err(e) = state.admit(&conn.user, &message) {
-        crate::http::count_refusal(&e);
+        crate::metrics::count_refusal(&e);
         return Err(server_error_frame(&e, client_id));
     }
     let started = Instant::now();
@@ -539,7 +543,9 @@ fn outcome_frame(
     }
 }
 
+/// The error frame for `e`; a server fault's detail is logged here.
 fn server_error_frame(e: &ServerError, client_id: Option<String>) -> WsMessage {
+    e.log_fault();
     let body = e.body();
     error_frame(body.code, &body.message, client_id)
 }

@@ -1,6 +1,7 @@
-//! The WebSocket endpoint `/ws/chat/`.
+//! The WebSocket endpoint `/ws/chat/`, after the upgrade (which is an HTTP handler,
+//! `http::upgrade`: it checks the request, authenticates it, answers 101 and spawns the
+//! connection).
 //!
-//! - [`upgrade`]: checks the request, authenticates it, answers 101 and spawns the connection.
 //! - [`connection`]: one socket's life: replay, ready, then frames both ways until it closes;
 //!   catching up when it falls behind.
 //! - [`outgoing`]: the sending half: a deadline on every write, the cursor that keeps each
@@ -11,4 +12,3 @@
 pub mod connection;
 pub mod linger;
 mod outgoing;
-pub mod upgrade;

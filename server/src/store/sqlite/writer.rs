@@ -176,7 +176,7 @@ fn commit_batch(writer: &mut Writer, batch: &mut Vec<Write>, users: &mut UserCac
                 applied.push(reply_err(w, failure.error()));
                 continue;
             }
-            let mut a = apply_in_savepoint(&mut tx, w, users);
+            let mut a = apply_write(&mut tx, w, users);
             let fault = a.classify();
             // SQLite undoes a failed statement by itself, but after a full disk or an I/O
             // error it may roll back the whole transaction: the writes before this one are
@@ -262,7 +262,10 @@ fn commit_batch(writer: &mut Writer, batch: &mut Vec<Write>, users: &mut UserCac
     }
 }
 
-fn apply_in_savepoint(tx: &mut Transaction<'_>, w: Write, users: &mut UserCache) -> Applied {
+/// Applies one write inside the batch's transaction, so that a failure undoes only that
+/// write: a message is its one INSERT, which SQLite undoes by itself if it fails; the
+/// other writes each run in their own savepoint ([`in_savepoint`]).
+fn apply_write(tx: &mut Transaction<'_>, w: Write, users: &mut UserCache) -> Applied {
     match w {
         Write::Message {
             sender,

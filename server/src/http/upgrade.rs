@@ -19,10 +19,11 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::connection::{self, Connection};
+use super::messages::parse_id;
+use super::{Body, query_pairs};
 use crate::error::ServerError;
-use crate::http::{Body, messages_query_id, query_pairs};
 use crate::state::AppState;
+use crate::ws::connection::{self, Connection};
 
 /// Largest message tungstenite will assemble. Frames between the protocol's 64 KiB and this
 /// get a `too_large` error frame and the connection stays open; beyond it the connection is
@@ -92,7 +93,7 @@ pub async fn handle(
     let after = pairs
         .iter()
         .find(|(k, _)| k == "after")
-        .map(|(_, v)| messages_query_id("after", v))
+        .map(|(_, v)| parse_id("after", v))
         .transpose()?;
     if state.shutdown.is_cancelled() {
         return Err(ServerError::ShuttingDown);
