@@ -383,7 +383,7 @@ async fn deliver(state: &AppState, messages: &[Message]) {
                 }
             }
             Err(e) => {
-                tracing::debug!(error = %e, "cannot fill a gap in the bus now; the next poll will");
+                tracing::debug!(error = %crate::error::Chain(&e), "cannot fill a gap in the bus now; the next poll will");
                 return;
             }
         }
