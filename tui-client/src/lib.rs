@@ -25,7 +25,8 @@
 //! - [`credentials`]: stored accounts (`credentials.toml`).
 //! - [`paths`]: where files live; locking and atomic writes.
 //! - [`terminal`]: raw mode in and out, panic hook, log file.
-//! - [`error`]: `ApiError`, what a request to the server can end in.
+//! - [`error`]: `ApiError`, what a request to the server can end in, and its one
+//!   `Disposition` (retry, renew the token, refused for good).
 #![forbid(unsafe_code)]
 
 pub mod app;
