@@ -1,9 +1,13 @@
 //! The chat screen's event loop: the one place that owns the terminal. It `select!`s over
 //! terminal events, network events, a clock tick and SIGTERM/SIGHUP/SIGINT; each becomes a
-//! [`Msg`] for [`App::update`]; a resulting [`Cmd`] is carried out here (the outbox write)
-//! and passed to the network task. Events are drained in a bounded batch, then the screen
-//! is drawn once. On leaving, after the terminal is restored, stderr says how many
-//! messages the outbox still holds.
+//! [`Msg`] for [`App::update`]; a resulting [`Cmd`] is handed on by the [`Runner`] (a send
+//! to the outbox keeper, the rest to the network task), which never waits. Events are
+//! drained in a bounded batch, then the screen is drawn once. On leaving, once the keeper
+//! has written what was typed and the terminal is restored, stderr says how many messages
+//! the outbox still holds.
+//!
+//! [`start`] wires the parts behind the screen (keeper thread, network task, their
+//! channels); the end-to-end tests use it too, so they drive exactly what the screen does.
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +23,7 @@ use crate::app::{App, AppConfig};
 use crate::msg::{Cmd, Msg, NetEvent};
 use crate::net::tls::Tls;
 use crate::net::{self, NetConfig, ServerUrl};
-use crate::outbox::Outbox;
+use crate::outbox::{Keeper, KeeperThread, Outbox};
 use crate::paths::Paths;
 use crate::{keymap, terminal, ui};
 
@@ -30,6 +34,8 @@ const BATCH: usize = 256;
 /// Room for net events between two draws; a full channel makes the net task wait, which is
 /// the right back-pressure (the socket's own buffer holds the rest).
 const NET_EVENTS: usize = 1024;
+/// How long quitting waits for the outbox keeper to write what was typed just before.
+const KEEPER_PATIENCE: Duration = Duration::from_secs(10);
 
 /// What the chat screen starts with.
 #[derive(Debug, Clone)]
@@ -123,20 +129,13 @@ async fn event_loop(
         wall_clock: Timestamp::now(),
         size: (size.width, size.height),
     });
-    let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>(256);
-    let (net_tx, mut net_rx) = mpsc::channel::<NetEvent>(NET_EVENTS);
-    let net_task = tokio::spawn(net::run(
-        NetConfig {
-            server: options.server.clone(),
-            paths: options.paths.clone(),
-            tls: options.tls.clone(),
-        },
-        cmd_rx,
-        net_tx,
-    ));
-    let runner = Runner::new(options.paths.outbox_dir(options.server.http_base()), cmd_tx);
+    let (runner, mut net_rx, parts) = start(NetConfig {
+        server: options.server.clone(),
+        paths: options.paths.clone(),
+        tls: options.tls.clone(),
+    })?;
     if let Some(cmd) = app.start() {
-        runner.carry_out(&mut app, cmd).await;
+        runner.carry_out(cmd);
     }
     if let Some(warning) = &options.warning {
         app.error(warning.clone());
@@ -181,49 +180,81 @@ async fn event_loop(
                 tracing::debug!(?msg, focus = ?app.focus, "key");
             }
             if let Some(cmd) = app.update(msg) {
-                let started = Instant::now();
-                runner.carry_out(&mut app, cmd).await;
-                let took = started.elapsed();
-                if took > Duration::from_millis(500) {
-                    tracing::warn!(?took, "carrying out a command held up the screen");
-                }
+                runner.carry_out(cmd);
             }
         }
     }
-    // Every send is on disk already; the net task has nothing to finish. Waiting for it to
-    // be gone means no outbox write is under way when the caller counts what is left.
-    net_task.abort();
-    let _ = net_task.await;
+    parts.stop(runner, net_rx).await;
     Ok(app.identity.clone())
 }
 
-/// Carries out the app's commands: writes sends to the outbox, then hands every command to
-/// the network task. Public so that tests drive the app exactly as the screen does.
+/// Starts what runs behind the chat screen: the outbox keeper (a thread) and the network
+/// task. Returns the runner to hand the app's commands to, the events for the app, and
+/// the parts to [`Parts::stop`] at the end.
+pub fn start(config: NetConfig) -> anyhow::Result<(Runner, mpsc::Receiver<NetEvent>, Parts)> {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel::<Cmd>();
+    let (net_tx, net_rx) = mpsc::channel::<NetEvent>(NET_EVENTS);
+    let dir = config.paths.outbox_dir(config.server.http_base());
+    let (keeper, keeper_thread) =
+        Keeper::spawn(dir, net_tx.clone(), cmd_tx.clone()).context("starting the outbox keeper")?;
+    let net_task = tokio::spawn(net::run(config, cmd_rx, keeper.clone(), net_tx));
+    Ok((
+        Runner {
+            outbox: keeper,
+            cmds: cmd_tx,
+        },
+        net_rx,
+        Parts {
+            net_task,
+            keeper: keeper_thread,
+        },
+    ))
+}
+
+/// The keeper's thread and the network task, while the screen runs.
+#[derive(Debug)]
+pub struct Parts {
+    net_task: tokio::task::JoinHandle<()>,
+    keeper: KeeperThread,
+}
+
+impl Parts {
+    /// Stops the network task, then waits (bounded) for the keeper to write every send the
+    /// runner handed it: after this, what the outbox holds is all there is to count.
+    pub async fn stop(self, runner: Runner, events: mpsc::Receiver<NetEvent>) {
+        self.net_task.abort();
+        let _ = self.net_task.await;
+        // The keeper ends once no handle is left (the runner's, the net task's), and
+        // must not wait on a full event channel nobody reads any more.
+        drop(runner);
+        drop(events);
+        if !self.keeper.join(KEEPER_PATIENCE).await {
+            tracing::error!(
+                "the outbox keeper did not finish within {KEEPER_PATIENCE:?}; a message typed last may not be saved"
+            );
+        }
+    }
+}
+
+/// Carries out the app's commands without waiting: a send goes to the outbox keeper (which
+/// hands it to the network task once it is on disk), the rest straight to the network
+/// task. Public so that tests and benchmarks drive the app exactly as the screen does.
 #[derive(Debug, Clone)]
 pub struct Runner {
-    outbox_dir: std::path::PathBuf,
-    cmds: mpsc::Sender<Cmd>,
+    outbox: Keeper,
+    cmds: mpsc::UnboundedSender<Cmd>,
 }
 
 impl Runner {
-    /// A runner writing outboxes under `outbox_dir` and feeding `cmds`.
-    pub fn new(outbox_dir: std::path::PathBuf, cmds: mpsc::Sender<Cmd>) -> Self {
-        Runner { outbox_dir, cmds }
-    }
-
     /// Carries out one command.
-    pub async fn carry_out(&self, app: &mut App, cmd: Cmd) {
-        if let Cmd::Send { sender, outgoing } = &cmd {
-            // Durable first: once this returns the message survives a crash or a quit.
-            if let Err(e) = Outbox::new(&self.outbox_dir, sender).push(outgoing) {
-                app.error(format!("could not save to the outbox: {e:#}"));
+    pub fn carry_out(&self, cmd: Cmd) {
+        match cmd {
+            Cmd::Send { sender, outgoing } => self.outbox.add(sender, outgoing),
+            // Gone only once the network task has ended, when nothing is left to do.
+            other => {
+                let _ = self.cmds.send(other);
             }
         }
-        if matches!(cmd, Cmd::Quit) {
-            let _ = self.cmds.try_send(cmd);
-            return;
-        }
-        let _ = self.cmds.send(cmd).await;
     }
 }
 

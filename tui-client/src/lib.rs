@@ -4,7 +4,8 @@
 //! Layout:
 //! - [`cli`]: command line (clap), the subcommands for scripts, exit codes (`cli/`: `exit`,
 //!   `account`, `send`, `tail`, `output`).
-//! - [`chat`]: the chat screen's event loop: terminal events, net events and ticks → `App`.
+//! - [`chat`]: the chat screen's event loop: terminal events, net events and ticks → `App`;
+//!   `Cmd`s → the runner → the outbox keeper (sends) or the network task.
 //! - [`app`]: the model and `App::update(Msg) -> Option<Cmd>`; pure, no IO (`app/`: `focus`,
 //!   `net_events`, `scroll` (the message list's position, without laying out the whole
 //!   history), `layout` (the app's sizes), `commands` (slash commands)).
@@ -21,7 +22,9 @@
 //! - [`ui`]: `render(&App, &mut Frame)` and its widgets.
 //! - [`net`]: the network task (socket, reconnect, HTTP fallback, outbox flushing; in
 //!   `net/session/`), and the WebSocket and HTTP clients the subcommands reuse.
-//! - [`outbox`]: unconfirmed sends on disk.
+//! - [`outbox`]: unconfirmed sends on disk, an append-only log per identity (`outbox/`:
+//!   `log` (the records, replay, torn last lines), `keeper` (the chat screen's one writer,
+//!   a thread)).
 //! - [`credentials`]: stored accounts (`credentials.toml`).
 //! - [`paths`]: where files live; locking and atomic writes.
 //! - [`terminal`]: raw mode in and out, panic hook, log file.

@@ -89,7 +89,8 @@ pub enum Cmd {
         /// A password typed at the prompt, if any.
         password: Option<String>,
     },
-    /// Deliver a message. The runner writes it to the outbox on disk before anything else.
+    /// Deliver a message. The runner hands it to the outbox keeper, which writes it to disk
+    /// and only then hands it on to the network task.
     Send {
         /// The identity it is sent as (the outbox it belongs to).
         sender: Username,
@@ -156,9 +157,18 @@ pub enum NetEvent {
         /// Why ("name is taken", "wrong password").
         reason: String,
     },
-    /// Messages waiting in the outbox for this identity, in its order: read from disk at
-    /// login, and again whenever another process (a `natter send`) added some.
-    Pending(Vec<Outgoing>),
+    /// A send is on disk in `sender`'s outbox, waiting for the server: one typed here once
+    /// the outbox keeper has synced it (shown queued only from now on), or one the network
+    /// task found in the outbox (left by an earlier run or a `natter send`), which goes
+    /// just after the waiting send `after` (first when `None`), the outbox's order.
+    Queued {
+        /// Whose outbox.
+        sender: Username,
+        /// The send.
+        outgoing: Outgoing,
+        /// The waiting send it follows in the outbox, for one not shown yet.
+        after: Option<ClientId>,
+    },
     /// A stored message: from history, the socket, a poll, or a POST reply.
     Message(Message),
     /// A batch of stored messages (history, replay by poll); cheaper than one event each.

@@ -16,6 +16,9 @@ pub struct Pending {
     pub sender: Username,
     /// The message.
     pub outgoing: Outgoing,
+    /// Whether it is on disk in the outbox: shown queued only then. A send just typed is
+    /// not yet (the outbox keeper says when it is).
+    pub saved: bool,
     /// Set when the server refused it for good: the reason.
     pub failed: Option<String>,
 }
@@ -102,7 +105,8 @@ impl Timeline {
         Inserted::At(at)
     }
 
-    /// Adds a pending send at the end, unless its client_id is already pending.
+    /// Adds a send just typed at the end (not on disk yet), unless its client_id is already
+    /// pending.
     pub fn add_pending(&mut self, sender: Username, outgoing: Outgoing) {
         if !self
             .pending
@@ -112,38 +116,36 @@ impl Timeline {
             self.pending.push(Pending {
                 sender,
                 outgoing,
+                saved: false,
                 failed: None,
             });
         }
     }
 
-    /// Orders the pending sends as `list` (the network task's queue, in the outbox file's
-    /// order), adding those of `list` not shown yet as `sender`'s. A send already shown
-    /// keeps what it had (a refusal); those not in `list` (typed since the list was made,
-    /// or refused) follow, in their order.
-    pub fn set_pending(&mut self, sender: &Username, list: Vec<Outgoing>) {
-        let mut rest = std::mem::take(&mut self.pending);
-        for outgoing in list {
-            if self
-                .pending
-                .iter()
-                .any(|p| p.outgoing.client_id == outgoing.client_id)
-            {
-                continue;
-            }
-            match rest
-                .iter()
-                .position(|p| p.outgoing.client_id == outgoing.client_id)
-            {
-                Some(i) => self.pending.push(rest.remove(i)),
-                None => self.pending.push(Pending {
-                    sender: sender.clone(),
-                    outgoing,
-                    failed: None,
-                }),
-            }
+    /// A send is on disk, waiting ([`crate::msg::NetEvent::Queued`]): one shown already is
+    /// marked so, where it is; another goes just after the pending send `after` (first when
+    /// `None`, or when `after` is pending no longer), so the outbox's order is kept.
+    pub fn queue(&mut self, sender: Username, outgoing: Outgoing, after: Option<&ClientId>) {
+        if let Some(p) = self
+            .pending
+            .iter_mut()
+            .find(|p| p.outgoing.client_id == outgoing.client_id)
+        {
+            p.saved = true;
+            return;
         }
-        self.pending.extend(rest);
+        let at = after
+            .and_then(|a| self.pending.iter().position(|p| &p.outgoing.client_id == a))
+            .map_or(0, |i| i + 1);
+        self.pending.insert(
+            at,
+            Pending {
+                sender,
+                outgoing,
+                saved: true,
+                failed: None,
+            },
+        );
     }
 
     /// Marks a pending send as refused for good.
@@ -158,6 +160,14 @@ impl Timeline {
     /// How many sends still wait for confirmation (refused ones excluded).
     pub fn waiting(&self) -> usize {
         self.pending.iter().filter(|p| p.failed.is_none()).count()
+    }
+
+    /// How many of those are on disk (the top bar's `N queued`).
+    pub fn queued(&self) -> usize {
+        self.pending
+            .iter()
+            .filter(|p| p.saved && p.failed.is_none())
+            .count()
     }
 
     /// Forgets everything (a change of identity).

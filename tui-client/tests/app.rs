@@ -111,6 +111,39 @@ fn outbox_order_and_confirmation() {
     assert_eq!(app.timeline.waiting(), 2);
 }
 
+/// A send just typed is shown at once but not counted queued until the outbox keeper says
+/// it is on disk; the keeper's word changes nothing else.
+#[test]
+fn a_send_counts_queued_once_on_disk() {
+    let mut app = alice();
+    let o = say(&mut app, "one");
+    assert_eq!((app.timeline.waiting(), app.timeline.queued()), (1, 0));
+    assert!(!app.timeline.pending()[0].saved);
+    net(
+        &mut app,
+        NetEvent::Queued {
+            sender: user("alice"),
+            outgoing: o.clone(),
+            after: None,
+        },
+    );
+    assert_eq!((app.timeline.waiting(), app.timeline.queued()), (1, 1));
+    assert!(app.timeline.pending()[0].saved);
+    // Another identity's (typed before a change of name) is not this one's to show.
+    net(
+        &mut app,
+        NetEvent::Queued {
+            sender: user("bob"),
+            outgoing: Outgoing {
+                client_id: client_id("b-1"),
+                ..o
+            },
+            after: None,
+        },
+    );
+    assert_eq!(app.timeline.pending().len(), 1);
+}
+
 /// After a restart the outbox read from disk comes first, in its order, then what was
 /// typed since; a retry that the server already stored confirms by client_id.
 #[test]
@@ -123,10 +156,14 @@ fn outbox_from_disk_then_retry_confirms() {
         text: text.into(),
         typed_at: None,
     };
-    net(
-        &mut app,
-        NetEvent::Pending(vec![old("x-1", "first"), old("x-2", "second")]),
-    );
+    // As the network task reports what it loaded: each after the one before it.
+    let queued = |o: Outgoing, after: Option<&str>| NetEvent::Queued {
+        sender: user("alice"),
+        outgoing: o,
+        after: after.map(client_id),
+    };
+    net(&mut app, queued(old("x-1", "first"), None));
+    net(&mut app, queued(old("x-2", "second"), Some("x-1")));
     let order: Vec<_> = app
         .timeline
         .pending()
@@ -159,16 +196,30 @@ fn outbox_entries_learnt_later_take_their_place() {
         },
     );
     let mine = say(&mut app, "mine");
-    let from_send = Outgoing {
-        client_id: client_id("s-1"),
+    let later = say(&mut app, "later");
+    let from_send = |id: &str| Outgoing {
+        client_id: client_id(id),
         receiver: None,
-        text: "left by natter send".into(),
+        text: format!("left by natter send {id}"),
         typed_at: None,
     };
-    // The network task's queue: `send`'s entry came before mine in the file.
+    // In the file, `send`'s first entry came before mine, its second between mine and
+    // the later one.
     net(
         &mut app,
-        NetEvent::Pending(vec![from_send.clone(), mine.clone()]),
+        NetEvent::Queued {
+            sender: user("alice"),
+            outgoing: from_send("s-1"),
+            after: None,
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::Queued {
+            sender: user("alice"),
+            outgoing: from_send("s-2"),
+            after: Some(mine.client_id.clone()),
+        },
     );
     let shown: Vec<_> = app
         .timeline
@@ -179,14 +230,24 @@ fn outbox_entries_learnt_later_take_their_place() {
     assert_eq!(
         shown,
         [
-            ("left by natter send", false),
+            ("left by natter send s-1", false),
+            ("hi", true),
             ("mine", false),
-            ("hi", true)
+            ("left by natter send s-2", false),
+            ("later", false),
         ]
     );
-    assert_eq!(app.timeline.waiting(), 2);
-    net(&mut app, NetEvent::Pending(vec![from_send, mine]));
-    assert_eq!(app.timeline.pending().len(), 3);
+    assert_eq!(app.timeline.waiting(), 4);
+    net(
+        &mut app,
+        NetEvent::Queued {
+            sender: user("alice"),
+            outgoing: from_send("s-1"),
+            after: None,
+        },
+    );
+    assert_eq!(app.timeline.pending().len(), 5);
+    let _ = later;
 }
 
 /// A refused send leaves the queue count but stays visible with its reason.

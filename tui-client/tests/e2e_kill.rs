@@ -24,7 +24,7 @@ use natter::net::ServerUrl;
 use natter::net::http::{Http, Query};
 use natter::paths::Paths;
 
-/// What the child prints once every message is in the outbox.
+/// What the child prints once every message is shown queued.
 const TYPED: &str = "natter-child: typed";
 
 /// The child's side: runs only when re-run by [`type_then_get_killed`].
@@ -39,6 +39,7 @@ fn child_types_then_waits_for_sigkill() {
         return;
     };
     let wait_live = std::env::var_os("NATTER_CHILD_WAIT_LIVE").is_some();
+    let wait_saved = std::env::var_os("NATTER_CHILD_NO_WAIT").is_none();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
         let server = server.to_str().unwrap();
@@ -49,7 +50,12 @@ fn child_types_then_waits_for_sigkill() {
         for text in texts.to_str().unwrap().split('|') {
             alice.say(text).await;
         }
-        // Every message is on disk now (the runner writes before it hands a send on).
+        // Killed the moment every message is shown queued (or already delivered): the
+        // promise is that what is shown queued is on disk. Or, with NATTER_CHILD_NO_WAIT,
+        // the moment the last Enter is handled, while the keeper is still writing.
+        if wait_saved {
+            alice.wait_saved().await;
+        }
         println!("{TYPED}");
         // Keep the network task working (the burst goes out) until the SIGKILL; bounded,
         // so that a child whose parent died does not linger.
@@ -65,6 +71,18 @@ fn child_types_then_waits_for_sigkill() {
 /// Re-runs this test binary as the child, lets it type `texts` as alice (files under
 /// `home`), and SIGKILLs it the moment it reports they are typed.
 fn type_then_get_killed(server: &str, home: &Path, texts: &[String], wait_live: bool) {
+    type_then_get_killed_when(server, home, texts, wait_live, true);
+}
+
+/// [`type_then_get_killed`], killed before every message is shown queued unless
+/// `wait_saved`.
+fn type_then_get_killed_when(
+    server: &str,
+    home: &Path,
+    texts: &[String],
+    wait_live: bool,
+    wait_saved: bool,
+) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "child_types_then_waits_for_sigkill",
@@ -81,6 +99,9 @@ fn type_then_get_killed(server: &str, home: &Path, texts: &[String], wait_live: 
     .stderr(Stdio::null());
     if wait_live {
         cmd.env("NATTER_CHILD_WAIT_LIVE", "1");
+    }
+    if !wait_saved {
+        cmd.env("NATTER_CHILD_NO_WAIT", "1");
     }
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -187,4 +208,35 @@ async fn sigkill_mid_burst_loses_and_duplicates_nothing() {
         .map(|m| m.text.clone())
         .collect();
     assert_eq!(order, texts, "stored in the order typed");
+}
+
+/// natter is SIGKILLed the instant the last of a burst is typed, while its outbox keeper is
+/// still writing and its network task sending: a message not yet on disk (never shown
+/// queued) may be lost, but nothing is stored twice, and what is stored is the burst's
+/// beginning, in order, with no hole: the keeper writes in the order typed and nothing is
+/// sent before it is on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_saving_stores_a_prefix_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = homes(dir.path());
+    let server = Server::start(&dir.path().join("chat.db"));
+    let url = server.url();
+    let mut bob = Client::start(&url, &b, "bob").await;
+    bob.wait_live().await;
+
+    let texts: Vec<String> = (1..=60).map(|i| format!("quick {i}")).collect();
+    type_then_get_killed_when(&url, &a, &texts, true, false);
+
+    let mut alice = Client::start(&url, &a, "alice").await;
+    alice.wait_live().await;
+    alice
+        .wait_for("the outbox to empty", |a| a.timeline.waiting() == 0)
+        .await;
+    let counts = stored_counts(&url, &b, &texts).await;
+    assert!(counts.iter().all(|c| *c <= 1), "stored twice: {counts:?}");
+    let stored = counts.iter().filter(|c| **c == 1).count();
+    assert!(
+        counts[..stored].iter().all(|c| *c == 1),
+        "a hole in what was stored: {counts:?}"
+    );
 }

@@ -291,7 +291,7 @@ fn shared_files(dir: &Path) -> (PathBuf, PathBuf) {
     (home, xdg)
 }
 
-/// A chat screen (app, outbox runner, network task) and `natter send` as the same account at
+/// A chat screen (app, outbox keeper, network task) and `natter send` as the same account at
 /// the same time: the screen typed two messages while the server was down; when it is
 /// back, `send` and the screen both deliver them. Each is stored once, and `send`'s own
 /// message after them.
@@ -310,6 +310,8 @@ async fn a_chat_screen_and_a_send_at_once_store_each_message_once() {
     for text in queued {
         alice.say(text).await;
     }
+    // Shown queued means on disk.
+    alice.wait_saved().await;
     assert_eq!(outbox_texts(&xdg, &url, "alice"), queued);
 
     server.restart();

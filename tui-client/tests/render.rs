@@ -84,6 +84,38 @@ fn screen_80x24_with_direct_messages() {
     insta::assert_snapshot!(render(&conversation()));
 }
 
+/// The outbox keeper's word that the send typed as `client_id` is on disk.
+fn on_disk(app: &mut natter::app::App, id: &str) {
+    let outgoing = app
+        .timeline
+        .pending()
+        .iter()
+        .find(|p| p.outgoing.client_id.as_str() == id)
+        .map(|p| p.outgoing.clone())
+        .expect("a send typed with this client_id");
+    net(
+        app,
+        NetEvent::Queued {
+            sender: user("alice"),
+            outgoing,
+            after: None,
+        },
+    );
+}
+
+/// Until the outbox keeper says a send is on disk it shows `◌` where a queued one shows
+/// `⋯`, and the top bar does not count it queued.
+#[test]
+fn a_send_not_yet_on_disk_is_not_shown_queued() {
+    let mut app = alice_sized(60, 8);
+    typed(&mut app, "being saved");
+    app.update(Msg::Submit);
+    typed(&mut app, "saved");
+    app.update(Msg::Submit);
+    on_disk(&mut app, "t-2");
+    insta::assert_snapshot!(render(&app));
+}
+
 /// Pending sends are listed after the stored messages; a refused one says why.
 #[test]
 fn pending_and_refused_sends() {
@@ -92,6 +124,8 @@ fn pending_and_refused_sends() {
     app.update(Msg::Submit);
     typed(&mut app, "/msg nobody hello?");
     app.update(Msg::Submit);
+    on_disk(&mut app, "t-1");
+    on_disk(&mut app, "t-2");
     net(
         &mut app,
         NetEvent::Rejected {
@@ -309,14 +343,19 @@ fn outbox_entries_from_disk_are_shown_pending() {
     let mut app = alice_sized(60, 8);
     typed(&mut app, "typed now");
     app.update(Msg::Submit);
+    on_disk(&mut app, "t-1");
     net(
         &mut app,
-        NetEvent::Pending(vec![Outgoing {
-            client_id: client_id("old-1"),
-            receiver: None,
-            text: "typed yesterday".into(),
-            typed_at: None,
-        }]),
+        NetEvent::Queued {
+            sender: user("alice"),
+            outgoing: Outgoing {
+                client_id: client_id("old-1"),
+                receiver: None,
+                text: "typed yesterday".into(),
+                typed_at: None,
+            },
+            after: None,
+        },
     );
     insta::assert_snapshot!(render(&app));
 }
@@ -333,6 +372,7 @@ fn a_queued_message_shows_when_it_was_typed() {
     );
     typed(&mut app, "on its way");
     app.update(Msg::Submit);
+    on_disk(&mut app, "t-1");
     // Left in the outbox last night, at 23:50.
     let last_night = Outgoing {
         client_id: client_id("old-1"),
@@ -340,7 +380,14 @@ fn a_queued_message_shows_when_it_was_typed() {
         text: "typed last night".into(),
         typed_at: Some(Timestamp::from_unix_millis(T0_MS - (9 * 60 + 32) * 60_000)),
     };
-    net(&mut app, NetEvent::Pending(vec![last_night]));
+    net(
+        &mut app,
+        NetEvent::Queued {
+            sender: user("alice"),
+            outgoing: last_night,
+            after: None,
+        },
+    );
     insta::assert_snapshot!(render(&app));
 
     let mut echo = message(2, "alice", None, "on its way");

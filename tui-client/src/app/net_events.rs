@@ -38,10 +38,14 @@ impl App {
                 self.password.take();
                 self.focus = Focus::Message;
             }
-            NetEvent::Pending(list) => {
-                if let Some(sender) = self.identity.clone() {
-                    // The disk's order first, then anything typed since.
-                    self.timeline.set_pending(&sender, list);
+            NetEvent::Queued {
+                sender,
+                outgoing,
+                after,
+            } => {
+                // Another identity's (typed before a change of name) stays in its outbox.
+                if self.identity.as_ref().map(Username::key) == Some(sender.key()) {
+                    self.timeline.queue(sender, outgoing, after.as_ref());
                 }
             }
             NetEvent::Message(m) => self.receive(m),

@@ -1,6 +1,7 @@
 //! The message list's items as lines: `HH:MM sender: text`, `HH:MM sender → receiver:
 //! text` for direct messages, pending sends dimmed with the time they were typed and `⋯`
-//! (`HH:MM ⋯ sender: text`; delivered, they show the server's time like any message),
+//! (`HH:MM ⋯ sender: text`; `◌` in its place until the send is on disk; delivered, they
+//! show the server's time like any message),
 //! refused ones marked `✗`, each wrapped to the width. Where the local date changes between
 //! two items (a pending send is dated by when it was typed), a `── Tuesday 24 November 2026
 //! ──` line heads the later one, so times from another day are not taken for today's. It
@@ -87,9 +88,11 @@ pub fn item_lines(view: &ItemView<'_>, index: usize, width: u16) -> Vec<Line<'st
                 .typed_at
                 .map(|t| t.as_datetime().with_timezone(&view.utc_offset));
             let column = typed.map_or_else(|| "  ".to_owned(), |t| t.format("%H:%M ").to_string());
+            // `⋯` once it is on disk in the outbox, `◌` for the moment before.
+            let waits = if p.saved { "⋯" } else { "◌" };
             let (mark, style) = match &p.failed {
-                None if typed.is_some() => ("⋯ ".to_owned(), theme.pending()),
-                None => ("⋯   ".to_owned(), theme.pending()),
+                None if typed.is_some() => (format!("{waits} "), theme.pending()),
+                None => (format!("{waits}   "), theme.pending()),
                 Some(reason) if typed.is_some() => {
                     (format!("✗ [not sent: {reason}] "), theme.failed())
                 }

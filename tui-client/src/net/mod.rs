@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::msg::{Cmd, NetEvent};
+use crate::outbox::Keeper;
 use crate::paths::Paths;
 use tls::Tls;
 
@@ -135,9 +136,18 @@ pub fn random_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// Runs the network task until [`Cmd::Quit`] or until the app drops its sender.
-pub async fn run(config: NetConfig, cmds: mpsc::Receiver<Cmd>, events: mpsc::Sender<NetEvent>) {
-    session::Actor::new(config, cmds, events).run().await;
+/// Runs the network task until [`Cmd::Quit`] or until the app drops its sender. Sends
+/// arrive on `cmds` from the outbox keeper `outbox`, once on disk; the task asks the keeper
+/// for what each identity's outbox holds and tells it what the server answered for.
+pub async fn run(
+    config: NetConfig,
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    outbox: Keeper,
+    events: mpsc::Sender<NetEvent>,
+) {
+    session::Actor::new(config, cmds, outbox, events)
+        .run()
+        .await;
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub fn render(app: &App, frame: &mut Frame<'_>, area: Rect) {
         .map_or_else(|| "(no name)".to_owned(), ToString::to_string);
     let left = format!(" natter · {who} @ {}", app.server);
     let badge = format!(" {} ", badge_text(app));
-    let waiting = app.timeline.waiting();
+    let waiting = app.timeline.queued();
     let queued = if waiting > 0 {
         format!("{waiting} queued ")
     } else {

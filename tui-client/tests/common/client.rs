@@ -1,5 +1,6 @@
-//! A chat-screen client without a terminal: the real `App`, `Runner` (outbox) and network
-//! task, with the events fed to the app as the screen's loop does.
+//! A chat-screen client without a terminal: the real `App`, and behind it what the screen
+//! starts (`natter::chat::start`: the runner, the outbox keeper and the network task), with
+//! the events fed to the app as the screen's loop does.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)] // test helpers: a panic is the failure report
 
 use std::path::Path;
@@ -7,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use chrono::FixedOffset;
 use natter::app::{App, AppConfig};
-use natter::chat::Runner;
+use natter::chat::{Parts, Runner};
 use natter::msg::{Link, Msg, NetEvent};
 use natter::net::tls::Tls;
-use natter::net::{self, NetConfig, ServerUrl};
+use natter::net::{NetConfig, ServerUrl};
 use natter::paths::Paths;
 use tokio::sync::mpsc;
 
@@ -24,7 +25,7 @@ pub struct Client {
     pub events: mpsc::Receiver<NetEvent>,
     /// Every link state reported, in order.
     pub links: Vec<Link>,
-    task: tokio::task::JoinHandle<()>,
+    parts: Parts,
 }
 
 impl Client {
@@ -42,17 +43,12 @@ impl Client {
     ) -> Client {
         let paths = Paths::under(home);
         let server = ServerUrl::parse(server).unwrap();
-        let (cmd_tx, cmd_rx) = mpsc::channel(256);
-        let (ev_tx, ev_rx) = mpsc::channel(1024);
-        let task = tokio::spawn(net::run(
-            NetConfig {
-                server: server.clone(),
-                paths: paths.clone(),
-                tls: Tls::new(&server, ca_file).unwrap(),
-            },
-            cmd_rx,
-            ev_tx,
-        ));
+        let (runner, events, parts) = natter::chat::start(NetConfig {
+            server: server.clone(),
+            paths: paths.clone(),
+            tls: Tls::new(&server, ca_file).unwrap(),
+        })
+        .unwrap();
         let mut app = App::new(AppConfig {
             server: server.host().to_owned(),
             name: Some(name.to_owned()),
@@ -64,16 +60,15 @@ impl Client {
             wall_clock: natter_shared::Timestamp::now(),
             size: (80, 24),
         });
-        let runner = Runner::new(paths.outbox_dir(server.http_base()), cmd_tx);
         if let Some(cmd) = app.start() {
-            runner.carry_out(&mut app, cmd).await;
+            runner.carry_out(cmd);
         }
         Client {
             app,
             runner,
-            events: ev_rx,
+            events,
             links: Vec::new(),
-            task,
+            parts,
         }
     }
 
@@ -81,7 +76,7 @@ impl Client {
     pub async fn update(&mut self, msg: Msg) {
         self.app.wall_clock = natter_shared::Timestamp::now();
         if let Some(cmd) = self.app.update(msg) {
-            self.runner.carry_out(&mut self.app, cmd).await;
+            self.runner.carry_out(cmd);
         }
     }
 
@@ -156,11 +151,19 @@ impl Client {
         .await;
     }
 
-    /// Quits as the screen would: the net task is stopped, files stay.
+    /// Waits until every send typed is on disk, shown queued (or already confirmed).
+    pub async fn wait_saved(&mut self) {
+        self.wait_for("every send on disk", |a| {
+            a.timeline.pending().iter().all(|p| p.saved)
+        })
+        .await;
+    }
+
+    /// Quits as the screen would: the net task is stopped, the outbox keeper finishes what
+    /// it was given, files stay.
     pub async fn quit(mut self) {
         self.update(Msg::Quit).await;
-        self.task.abort();
-        let _ = self.task.await;
+        self.parts.stop(self.runner, self.events).await;
     }
 }
 

@@ -38,7 +38,7 @@ impl Actor {
         let mut was_ok = s.http_ok;
         loop {
             // Before the poll, which may post them: shown queued even while nothing answers.
-            self.adopt(s, false).await;
+            self.adopt(s).await;
             let ok = self.poll(s).await;
             self.show_down(s).await;
             if ok && !was_ok && s.failures > 1 {

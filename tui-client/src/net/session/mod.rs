@@ -2,11 +2,14 @@
 //! (connect ↔ down) until another name is chosen or the app quits.
 //!
 //! Invariants:
-//! - `queue` mirrors the outbox file (the runner wrote each entry to disk before sending
-//!   the `Cmd`); an entry leaves both only when the server confirmed or refused it.
-//!   Entries another process added (a `natter send` that could not deliver them) are taken
-//!   into it when the file changes: checked every [`OUTBOX_CHECK`] while live, at every
-//!   poll while down, and always when the socket comes up (`Session::adopt`).
+//! - `queue` is the one list in memory of what waits to be sent; the outbox file is the
+//!   one on disk, and the outbox keeper (`outbox::keeper`) its one writer here. A send
+//!   reaches the queue only once on disk (the keeper hands the `Cmd::Send` on after its
+//!   sync); it leaves only when the server confirmed or refused it, and the keeper then
+//!   records that (`done`). Entries another process added (a `natter send` that could not
+//!   deliver them) are taken in when the file changes: looked for every [`OUTBOX_CHECK`]
+//!   while live, at every poll while down, and when the socket comes up
+//!   ([`Actor::adopt`]). The app learns each by a `NetEvent::Queued` saying where it goes.
 //! - `last_id` only advances over contiguous streams (socket frames, polls with `?after=`),
 //!   never from a POST reply, so a resume never skips a message.
 //!
@@ -31,7 +34,7 @@ use super::http::{Http, Query};
 use super::ws::{self, ConnectError, Incoming};
 use crate::error::{ApiError, Disposition};
 use crate::msg::{Cmd, Link, NetEvent};
-use crate::outbox::{Outbox, Outgoing, Stamp};
+use crate::outbox::{Keeper, Outgoing};
 
 /// Messages of history loaded when an identity starts.
 const HISTORY: usize = 500;
@@ -39,8 +42,8 @@ const HISTORY: usize = 500;
 const OFFLINE_AFTER: u32 = 3;
 /// Wait before resending a message the server rate-limited.
 const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
-/// How often a live socket looks whether the outbox file changed (one read of a small
-/// file): what a `natter send` left there goes out within about this long.
+/// How often a live socket asks whether the outbox file changed (the keeper looks at its
+/// length): what a `natter send` left there goes out within about this long.
 const OUTBOX_CHECK: Duration = Duration::from_secs(1);
 
 /// Why the current identity's loop stopped.
@@ -63,7 +66,8 @@ enum Command {
 pub(super) struct Actor {
     config: NetConfig,
     http: Http,
-    cmds: mpsc::Receiver<Cmd>,
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    outbox: Keeper,
     events: mpsc::Sender<NetEvent>,
 }
 
@@ -71,10 +75,8 @@ pub(super) struct Actor {
 struct Session {
     username: Username,
     token: String,
-    outbox: Outbox,
+    outbox: Keeper,
     queue: Vec<Outgoing>,
-    /// The outbox file as last read into `queue`.
-    read_stamp: Option<Stamp>,
     last_id: Option<MessageId>,
     history_loaded: bool,
     ever_live: bool,
@@ -89,7 +91,8 @@ struct Session {
 impl Actor {
     pub(super) fn new(
         config: NetConfig,
-        cmds: mpsc::Receiver<Cmd>,
+        cmds: mpsc::UnboundedReceiver<Cmd>,
+        outbox: Keeper,
         events: mpsc::Sender<NetEvent>,
     ) -> Self {
         let http = Http::new(config.server.clone(), &config.tls);
@@ -97,6 +100,7 @@ impl Actor {
             config,
             http,
             cmds,
+            outbox,
             events,
         }
     }
@@ -125,26 +129,20 @@ impl Actor {
 
     /// Runs one identity until another is chosen or the app quits.
     async fn identity(&mut self, username: Username, password: Option<String>) -> Next {
-        let outbox = Outbox::new(
-            &self.config.paths.outbox_dir(self.config.server.http_base()),
-            &username,
-        );
-        let read_stamp = outbox.stamp();
-        let queue = match outbox.entries() {
+        let queue = match self.outbox.load(&username).await {
             Ok(q) => q,
             Err(e) => {
                 self.emit(NetEvent::Error(format!("outbox: {e:#}"))).await;
                 Vec::new()
             }
         };
-        self.emit(NetEvent::Pending(queue.clone())).await;
+        self.tell_queued(&username, &queue, &queue).await;
         self.link(Link::Connecting, None).await;
         let mut s = Session {
             username,
             token: String::new(),
-            outbox,
+            outbox: self.outbox.clone(),
             queue,
-            read_stamp,
             last_id: None,
             history_loaded: false,
             ever_live: false,
@@ -261,20 +259,43 @@ impl Actor {
         Ok(())
     }
 
-    /// Takes what others added to the outbox into the queue (see [`Session::adopt`]) and
-    /// tells the app; returns what was taken.
-    async fn adopt(&self, s: &mut Session, force: bool) -> Vec<Outgoing> {
-        let taken = s.adopt(force);
-        if !taken.is_empty() {
-            self.emit(NetEvent::Pending(s.queue.clone())).await;
-        }
+    /// Takes into the queue what others added to the outbox since it was last read (a
+    /// `natter send` that gave up or was killed), each at its place in the file's order,
+    /// and tells the app; returns what was taken. The keeper answers nothing while a
+    /// `natter send` holds the sending lock: that one is delivering them, and the next look,
+    /// once it is done, takes what it left. Entries no longer in the file (a `send` got
+    /// them stored) stay queued until the server answers for them here too.
+    async fn adopt(&self, s: &mut Session) -> Vec<Outgoing> {
+        let Some(disk) = self.outbox.refresh(&s.username).await else {
+            return Vec::new();
+        };
+        let taken = merge_in(&mut s.queue, disk);
+        self.tell_queued(&s.username, &taken, &s.queue).await;
         taken
+    }
+
+    /// Tells the app that `taken`, found in the outbox, wait there, each after its
+    /// neighbour in `queue`.
+    async fn tell_queued(&self, sender: &Username, taken: &[Outgoing], queue: &[Outgoing]) {
+        for o in taken {
+            let after = queue
+                .iter()
+                .position(|q| q.client_id == o.client_id)
+                .and_then(|i| i.checked_sub(1))
+                .map(|i| queue[i].client_id.clone());
+            self.emit(NetEvent::Queued {
+                sender: sender.clone(),
+                outgoing: o.clone(),
+                after,
+            })
+            .await;
+        }
     }
 
     /// The socket is up: flush the outbox, then relay frames until it drops (`Ok(reason)`)
     /// or the identity ends (`Err`).
     async fn live(&mut self, s: &mut Session, mut socket: ws::Socket) -> Result<String, Next> {
-        self.adopt(s, true).await;
+        self.adopt(s).await;
         for o in s.queue.clone() {
             if let Err(e) = ws::send(&mut socket, &o).await {
                 return Ok(e);
@@ -367,7 +388,7 @@ impl Actor {
                     }
                 },
                 _ = outbox_check.tick() => {
-                    for o in self.adopt(s, false).await {
+                    for o in self.adopt(s).await {
                         if let Err(e) = ws::send(&mut socket, &o).await {
                             return Ok(e);
                         }
@@ -388,8 +409,8 @@ impl Actor {
 }
 
 impl Session {
-    /// Takes a new send for this identity into the queue (the runner already wrote it to
-    /// the outbox). A send for another identity stays in that identity's outbox on disk.
+    /// Takes a new send for this identity into the queue (the keeper wrote it to the outbox
+    /// before handing it on). A send for another identity stays in that identity's outbox on disk.
     fn enqueue(&mut self, sender: &Username, outgoing: Outgoing) -> bool {
         if sender.key() != self.username.key()
             || self.queue.iter().any(|o| o.client_id == outgoing.client_id)
@@ -434,41 +455,11 @@ impl Session {
         self.retry_at.saturating_duration_since(Instant::now())
     }
 
-    /// Takes into the queue the entries of the outbox file it lacks (another process put
-    /// them there: a `natter send` that gave up or was killed), each at its place in the
-    /// file's order; returns them. Nothing is done when the file is as last read (unless
-    /// `force`), nor while a `natter send` holds the sending lock: that one is delivering
-    /// them, and the next look, once it is done, takes what it left. Entries already queued
-    /// are never taken twice (the client_id says which), and entries no longer in the file
-    /// (a `send` got them stored) stay queued until the server answers for them here too.
-    fn adopt(&mut self, force: bool) -> Vec<Outgoing> {
-        let stamp = self.outbox.stamp();
-        if !force && stamp == self.read_stamp {
-            return Vec::new();
-        }
-        let disk = match self.outbox.try_lock_sending() {
-            Ok(Some(_reading)) => self.outbox.entries(),
-            Ok(None) => return Vec::new(),
-            Err(e) => Err(e),
-        };
-        match disk {
-            Ok(disk) => {
-                self.read_stamp = stamp;
-                merge_in(&mut self.queue, disk)
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot read the outbox");
-                Vec::new()
-            }
-        }
-    }
-
-    /// The server stored (or refused) this send: drop it from the queue and the outbox.
+    /// The server stored (or refused) this send: it leaves the queue, and the keeper
+    /// records it done in the outbox.
     fn confirm(&mut self, client_id: &ClientId) {
         self.queue.retain(|o| &o.client_id != client_id);
-        if let Err(e) = self.outbox.remove(client_id) {
-            tracing::error!(error = %format!("{e:#}"), "cannot update the outbox");
-        }
+        self.outbox.done(&self.username, client_id.clone());
     }
 
     /// Confirms every queued send that appears, as ours, among `messages`.
