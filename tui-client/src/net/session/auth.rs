@@ -6,7 +6,7 @@
 use natter_shared::{ErrorCode, Username};
 use tokio::time::{Instant, sleep_until};
 
-use super::{Actor, Command, Next, OFFLINE_AFTER, Session};
+use super::{Actor, Command, Next, OFFLINE_AFTER, Session, State};
 use crate::credentials::{self, Account};
 use crate::error::{ApiError, Disposition, Retry};
 use crate::msg::{Link, NetEvent};
@@ -27,13 +27,16 @@ enum Auth {
 }
 
 impl Actor {
-    /// Loops until a token is held (`Ok`) or another command ends this identity (`Err`).
+    /// [`State::Authenticating`]: tries until a token is held ([`State::Connecting`]), the
+    /// user must type a password ([`State::AwaitingPassword`]) or another command ends this
+    /// identity. A server that cannot be reached is retried with backoff.
     pub(super) async fn authenticate(
         &mut self,
         s: &mut Session,
-        mut password: Option<String>,
-    ) -> Result<(), Next> {
+        password: Option<String>,
+    ) -> State {
         let mut attempt = 0;
+        let mut password = password;
         loop {
             match self.try_auth(&s.username, password.take(), false).await {
                 Auth::Ok {
@@ -52,21 +55,13 @@ impl Actor {
                     if let Some(why) = unsaved {
                         self.emit(NetEvent::Error(why)).await;
                     }
-                    return Ok(());
+                    return State::Connecting;
                 }
-                Auth::NeedPassword(reason) => {
-                    self.link(Link::Idle, None).await;
-                    self.emit(NetEvent::PasswordNeeded {
-                        username: s.username.clone(),
-                        reason,
-                    })
-                    .await;
-                    password = Some(self.wait_for_password(s).await?);
-                }
+                Auth::NeedPassword(reason) => return self.ask_password(s, reason).await,
                 Auth::Failed(reason) => {
                     self.link(Link::Idle, None).await;
                     self.emit(NetEvent::Error(reason)).await;
-                    password = Some(self.wait_for_password(s).await?);
+                    return State::AwaitingPassword;
                 }
                 Auth::Network(reason) => {
                     let delay = backoff(attempt, random_u64());
@@ -84,7 +79,7 @@ impl Actor {
                             () = sleep_until(deadline) => break,
                             cmd = self.cmds.recv() => {
                                 if let Command::End(next) = self.on_command(s, cmd) {
-                                    return Err(next);
+                                    return State::Ended(next);
                                 }
                             }
                         }
@@ -94,8 +89,20 @@ impl Actor {
         }
     }
 
-    /// Waits for the user to type a password for this name (or pick another).
-    async fn wait_for_password(&mut self, s: &mut Session) -> Result<String, Next> {
+    /// Tells the app this name needs a password, and waits for it.
+    async fn ask_password(&mut self, s: &Session, reason: String) -> State {
+        self.link(Link::Idle, None).await;
+        self.emit(NetEvent::PasswordNeeded {
+            username: s.username.clone(),
+            reason,
+        })
+        .await;
+        State::AwaitingPassword
+    }
+
+    /// [`State::AwaitingPassword`]: waits for the user to type a password for this name
+    /// (or pick another).
+    pub(super) async fn wait_for_password(&mut self, s: &mut Session) -> State {
         loop {
             let cmd = self.cmds.recv().await;
             match self.on_command(s, cmd) {
@@ -103,9 +110,9 @@ impl Actor {
                 Command::End(Next::Login(username, Some(p)))
                     if username.key() == s.username.key() =>
                 {
-                    return Ok(p);
+                    return State::Authenticating(Some(p));
                 }
-                Command::End(next) => return Err(next),
+                Command::End(next) => return State::Ended(next),
                 Command::Queued(_) | Command::Nothing => {}
             }
         }
@@ -206,27 +213,19 @@ impl Actor {
         }
     }
 
-    /// The token was refused: log in again with the stored password, or ask.
-    pub(super) async fn renew(&mut self, s: &mut Session) -> Result<(), Next> {
+    /// [`State::Renewing`]: the token was refused; log in again with the stored password,
+    /// or ask. A server that cannot be reached now is left to the next socket attempt.
+    pub(super) async fn renew(&mut self, s: &mut Session) -> State {
         match self.try_auth(&s.username, None, true).await {
             Auth::Ok { token, unsaved, .. } => {
                 s.token = token;
                 if let Some(why) = unsaved {
                     self.emit(NetEvent::Error(why)).await;
                 }
-                Ok(())
+                State::Connecting
             }
-            Auth::Network(_) => Ok(()),
-            Auth::NeedPassword(reason) | Auth::Failed(reason) => {
-                self.link(Link::Idle, None).await;
-                self.emit(NetEvent::PasswordNeeded {
-                    username: s.username.clone(),
-                    reason,
-                })
-                .await;
-                let p = self.wait_for_password(s).await?;
-                self.authenticate(s, Some(p)).await
-            }
+            Auth::Network(_) => State::Connecting,
+            Auth::NeedPassword(reason) | Auth::Failed(reason) => self.ask_password(s, reason).await,
         }
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use natter_shared::MessageId;
 use tokio::time::{Instant, sleep_until};
 
-use super::{Actor, Command, Next, Session};
+use super::{Actor, Command, Session, State};
 use crate::error::{ApiError, Disposition, Retry};
 use crate::msg::NetEvent;
 use crate::net::http::Query;
@@ -27,9 +27,10 @@ use crate::net::{POLL_INTERVAL, backoff, random_u64};
 pub(super) const SLOW_ANSWER: Duration = Duration::from_secs(1);
 
 impl Actor {
-    /// The socket is down: wait out the backoff, polling HTTP (FALLBACK when it answers).
-    /// Returns early, to retry the socket at once, when HTTP comes back after failing.
-    pub(super) async fn down(&mut self, s: &mut Session) -> Result<(), Next> {
+    /// [`State::Down`]: waits out the backoff, polling HTTP (FALLBACK when it answers),
+    /// then [`State::Connecting`]; early, to retry the socket at once, when HTTP comes back
+    /// after failing.
+    pub(super) async fn down(&mut self, s: &mut Session) -> State {
         let delay = backoff(s.failures.saturating_sub(1), random_u64());
         let deadline = Instant::now() + delay;
         s.retry_at = deadline;
@@ -43,7 +44,7 @@ impl Actor {
             self.show_down(s).await;
             if ok && !was_ok && s.failures > 1 {
                 // The server is back: try the socket now rather than at the end of a long wait.
-                return Ok(());
+                return State::Connecting;
             }
             was_ok = ok;
             let next_poll = (Instant::now() + POLL_INTERVAL).min(deadline);
@@ -56,12 +57,12 @@ impl Actor {
                             self.show_down(s).await;
                         }
                         Command::Queued(_) | Command::Nothing => {}
-                        Command::End(next) => return Err(next),
+                        Command::End(next) => return State::Ended(next),
                     },
                 }
             }
             if Instant::now() >= deadline {
-                return Ok(());
+                return State::Connecting;
             }
         }
     }

@@ -1,5 +1,6 @@
-//! The actor behind [`super::run`]: one identity at a time, through authenticate →
-//! (connect ↔ down) until another name is chosen or the app quits.
+//! The actor behind [`super::run`]: one identity at a time, through the connection states
+//! of [`State`] (authenticate → connect ↔ live/down) until another name is chosen or the
+//! app quits.
 //!
 //! Invariants:
 //! - `queue` is the one list in memory of what waits to be sent; the outbox file is the
@@ -7,31 +8,32 @@
 //!   reaches the queue only once on disk (the keeper hands the `Cmd::Send` on after its
 //!   sync); it leaves only when the server confirmed or refused it, and the keeper then
 //!   records that (`done`). Entries another process added (a `natter send` that could not
-//!   deliver them) are taken in when the file changes: looked for every [`OUTBOX_CHECK`]
-//!   while live, at every poll while down, and when the socket comes up
+//!   deliver them) are taken in when the file changes: looked for every second while live, at every poll while down, and when the socket comes up
 //!   ([`Actor::adopt`]). The app learns each by a `NetEvent::Queued` saying where it goes.
 //! - `last_id` only advances over contiguous streams (socket frames, polls with `?after=`),
 //!   never from a POST reply, so a resume never skips a message.
 //!
-//! This file: the actor's lifecycle, one socket attempt, the live socket, the queue, and
-//! the two things every state shares: what a command from the app means
+//! This file: the actor's lifecycle and its states, one socket attempt, the queue, and the
+//! two things every state shares: what a command from the app means
 //! ([`Actor::on_command`], whether the socket is live, down or waiting for a password) and
 //! loading history ([`Actor::load_history`], by the first socket attempt or the first poll).
-//! Beside it: `auth.rs` (stored token, login, auto-register, asking for a password) and
-//! `fallback.rs` (the socket is down: backoff, HTTP polling, sending by POST).
+//! Beside it, each state's step: `auth.rs` (authenticating, renewing, awaiting a password:
+//! stored token, login, auto-register), `live.rs` (the socket is up) and `fallback.rs`
+//! (the socket is down: backoff, HTTP polling, sending by POST).
 
 mod auth;
 mod fallback;
+mod live;
 
 use std::time::Duration;
 
-use natter_shared::{ClientId, ErrorCode, Message, MessageId, ServerFrame, Username};
+use natter_shared::{ClientId, Message, MessageId, Username};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use super::NetConfig;
 use super::http::{Http, Query};
-use super::ws::{self, ConnectError, Incoming};
+use super::ws::{self, ConnectError};
 use crate::error::{ApiError, Disposition};
 use crate::msg::{Cmd, Link, NetEvent};
 use crate::outbox::{Keeper, Outgoing};
@@ -40,11 +42,6 @@ use crate::outbox::{Keeper, Outgoing};
 const HISTORY: usize = 500;
 /// Failed attempts in a row after which RECONNECTING becomes OFFLINE.
 const OFFLINE_AFTER: u32 = 3;
-/// Wait before resending a message the server rate-limited.
-const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
-/// How often a live socket asks whether the outbox file changed (the keeper looks at its
-/// length): what a `natter send` left there goes out within about this long.
-const OUTBOX_CHECK: Duration = Duration::from_secs(1);
 
 /// Why the current identity's loop stopped.
 enum Next {
@@ -60,6 +57,39 @@ enum Command {
     Nothing,
     /// This identity ends: another name (or this one with a password), or quitting.
     End(Next),
+}
+
+/// Where one identity's connection stands. Each state's step (a method of [`Actor`])
+/// carries it out and returns the next, so `Actor::identity` is the whole life of an
+/// identity in one `match`:
+///
+/// ```text
+/// Authenticating ──ok──▶ Connecting ──socket up──▶ Live ──dropped──▶ Lost ──▶ Down
+///   │   ▲                  │  ▲  │                                            │
+///   │   └─password typed─┐ │  │  └──no socket────────────────────────────────▶│
+///   ▼                    │ │  └──backoff over, or the server back─────────────┘
+/// AwaitingPassword ──────┘ └──token refused──▶ Renewing ──ok──▶ Connecting
+/// ```
+///
+/// Any state ends in `Ended` when the app picks another name or quits.
+enum State {
+    /// Getting a token: the stored one, a login, or registering the name; with the password
+    /// the user typed, if any.
+    Authenticating(Option<String>),
+    /// The name needs a password the user has been asked for.
+    AwaitingPassword,
+    /// The server refused the token: log in again with the stored password, or ask.
+    Renewing,
+    /// History (once per identity), then one socket attempt.
+    Connecting,
+    /// The socket is up (boxed: a socket is large, the other states small).
+    Live(Box<ws::Socket>),
+    /// The socket just dropped, for this reason.
+    Lost(String),
+    /// The socket is down: the backoff is waited out while HTTP is polled.
+    Down,
+    /// This identity is over.
+    Ended(Next),
 }
 
 /// The network actor.
@@ -150,13 +180,18 @@ impl Actor {
             http_ok: false,
             retry_at: Instant::now(),
         };
-        if let Err(next) = self.authenticate(&mut s, password).await {
-            return next;
-        }
+        let mut state = State::Authenticating(password);
         loop {
-            if let Some(next) = self.connect_once(&mut s).await {
-                return next;
-            }
+            state = match state {
+                State::Authenticating(password) => self.authenticate(&mut s, password).await,
+                State::AwaitingPassword => self.wait_for_password(&mut s).await,
+                State::Renewing => self.renew(&mut s).await,
+                State::Connecting => self.connect(&mut s).await,
+                State::Live(socket) => self.live(&mut s, *socket).await,
+                State::Lost(reason) => self.lost(&mut s, &reason).await,
+                State::Down => self.down(&mut s).await,
+                State::Ended(next) => return next,
+            };
         }
     }
 
@@ -187,55 +222,52 @@ impl Actor {
         }
     }
 
-    /// Loads history once, then one socket attempt; on failure, waits out the backoff while
-    /// polling HTTP. Returns `Some` when the identity ends.
-    async fn connect_once(&mut self, s: &mut Session) -> Option<Next> {
+    /// Loads history once, then makes one socket attempt.
+    async fn connect(&mut self, s: &mut Session) -> State {
         if !s.history_loaded
             && let Err(e) = self.load_history(s, None).await
             && e.disposition() == Disposition::Renew
         {
-            return self.renew(s).await.err();
+            return State::Renewing;
         }
-        if s.history_loaded {
-            match ws::connect(&self.config.server, &self.config.tls, &s.token, s.last_id).await {
-                Ok(socket) => {
-                    s.failures = 0;
-                    self.link(Link::Live, None).await;
-                    if s.ever_live {
-                        self.emit(NetEvent::Notice("reconnected".into())).await;
-                    }
-                    s.ever_live = true;
-                    match self.live(s, socket).await {
-                        Ok(reason) => {
-                            // What HTTP did before the socket came up says nothing about
-                            // now (a frozen server answers neither): not FALLBACK until a
-                            // probe has answered.
-                            s.http_ok = false;
-                            self.emit(NetEvent::Notice(format!(
-                                "connection lost ({}); reconnecting",
-                                reason.trim_start_matches("WebSocket protocol error: ")
-                            )))
-                            .await
-                        }
-                        Err(next) => return Some(next),
-                    }
-                }
-                Err(ConnectError::Unauthorized) => {
-                    if let Err(next) = self.renew(s).await {
-                        return Some(next);
-                    }
-                    return None;
-                }
-                Err(ConnectError::Untrusted(why)) => {
-                    self.emit(NetEvent::Error(why)).await;
-                    s.failures += 1;
-                }
-                Err(_) => s.failures += 1,
-            }
-        } else {
+        if !s.history_loaded {
             s.failures += 1;
+            return State::Down;
         }
-        self.down(s).await.err()
+        match ws::connect(&self.config.server, &self.config.tls, &s.token, s.last_id).await {
+            Ok(socket) => {
+                s.failures = 0;
+                self.link(Link::Live, None).await;
+                if s.ever_live {
+                    self.emit(NetEvent::Notice("reconnected".into())).await;
+                }
+                s.ever_live = true;
+                State::Live(Box::new(socket))
+            }
+            Err(ConnectError::Unauthorized) => State::Renewing,
+            Err(ConnectError::Untrusted(why)) => {
+                self.emit(NetEvent::Error(why)).await;
+                s.failures += 1;
+                State::Down
+            }
+            Err(_) => {
+                s.failures += 1;
+                State::Down
+            }
+        }
+    }
+
+    /// The socket dropped: say so, and wait it out.
+    async fn lost(&mut self, s: &mut Session, reason: &str) -> State {
+        // What HTTP did before the socket came up says nothing about now (a frozen server
+        // answers neither): not FALLBACK until a probe has answered.
+        s.http_ok = false;
+        self.emit(NetEvent::Notice(format!(
+            "connection lost ({}); reconnecting",
+            reason.trim_start_matches("WebSocket protocol error: ")
+        )))
+        .await;
+        State::Down
     }
 
     /// Loads the last [`HISTORY`] messages, once per identity: the first socket attempt
@@ -289,121 +321,6 @@ impl Actor {
                 after,
             })
             .await;
-        }
-    }
-
-    /// The socket is up: flush the outbox, then relay frames until it drops (`Ok(reason)`)
-    /// or the identity ends (`Err`).
-    async fn live(&mut self, s: &mut Session, mut socket: ws::Socket) -> Result<String, Next> {
-        self.adopt(s).await;
-        for o in s.queue.clone() {
-            if let Err(e) = ws::send(&mut socket, &o).await {
-                return Ok(e);
-            }
-        }
-        // Who is online, asked beside the socket rather than before reading it: a server
-        // that freezes right now would otherwise hold this loop, and the badge at LIVE, for
-        // the request's whole timeout before the heartbeat could notice.
-        let users = {
-            let (http, token) = (self.http.clone(), s.token.clone());
-            async move { http.users(&token).await }
-        };
-        let mut users = std::pin::pin!(users);
-        let mut users_pending = true;
-        let mut resend_at: Option<Instant> = None;
-        let mut resend: Vec<ClientId> = Vec::new();
-        // Our own pings: the only way to notice a server that stops answering without
-        // closing anything, so that the badge does not say LIVE about a dead socket.
-        let mut heartbeat = ws::Heartbeat::new();
-        let mut outbox_check = tokio::time::interval(OUTBOX_CHECK);
-        outbox_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        outbox_check.reset();
-        loop {
-            let far = Instant::now() + Duration::from_secs(3600);
-            tokio::select! {
-                incoming = heartbeat.next(&mut socket) => {
-                    match incoming {
-                        Incoming::Closed(reason) => return Ok(reason),
-                        Incoming::Unknown(_) => {}
-                        Incoming::Frame(ServerFrame::ChatMessage { message }) => {
-                            s.last_id = Some(s.last_id.map_or(message.id, |l| l.max(message.id)));
-                            s.confirm_seen(std::slice::from_ref(&message));
-                            self.emit(NetEvent::Message(message)).await;
-                        }
-                        Incoming::Frame(ServerFrame::Ready { last_id, .. }) => {
-                            if let Some(id) = last_id {
-                                s.last_id = Some(s.last_id.map_or(id, |l| l.max(id)));
-                            }
-                        }
-                        Incoming::Frame(ServerFrame::Presence { username, online }) => {
-                            self.emit(NetEvent::Presence { username, online }).await;
-                        }
-                        Incoming::Frame(ServerFrame::Error { error, client_id }) => {
-                            let mine = client_id
-                                .as_deref()
-                                .and_then(|c| s.queue.iter().find(|o| o.client_id.as_str() == c))
-                                .map(|o| o.client_id.clone());
-                            match (mine, error.code) {
-                                (
-                                    Some(cid),
-                                    ErrorCode::RateLimited
-                                    | ErrorCode::Internal
-                                    | ErrorCode::Busy
-                                    | ErrorCode::ShuttingDown
-                                    | ErrorCode::StorageUnavailable
-                                    | ErrorCode::StorageFull,
-                                ) => {
-                                    // Nothing was stored: the server may take it later.
-
-                                    resend.push(cid);
-                                    resend_at = Some(Instant::now() + RATE_LIMIT_PAUSE);
-                                }
-                                (Some(cid), _) => {
-                                    s.confirm(&cid);
-                                    self.emit(NetEvent::Rejected { client_id: cid, reason: error.message }).await;
-                                }
-                                (None, _) => self.emit(NetEvent::Error(error.message)).await,
-                            }
-                        }
-                    }
-                }
-                answered = &mut users, if users_pending => {
-                    users_pending = false;
-                    if let Ok(users) = answered {
-                        self.emit(NetEvent::Users(users)).await;
-                    }
-                }
-                cmd = self.cmds.recv() => match self.on_command(s, cmd) {
-                    Command::Queued(outgoing) => {
-                        if let Err(e) = ws::send(&mut socket, &outgoing).await {
-                            return Ok(e);
-                        }
-                    }
-                    Command::Nothing => {}
-                    Command::End(next) => {
-                        if matches!(next, Next::Quit) {
-                            let _ = socket.close(None).await;
-                        }
-                        return Err(next);
-                    }
-                },
-                _ = outbox_check.tick() => {
-                    for o in self.adopt(s).await {
-                        if let Err(e) = ws::send(&mut socket, &o).await {
-                            return Ok(e);
-                        }
-                    }
-                }
-                () = sleep_until(resend_at.unwrap_or(far)), if resend_at.is_some() => {
-                    resend_at = None;
-                    for cid in std::mem::take(&mut resend) {
-                        if let Some(o) = s.queue.iter().find(|o| o.client_id == cid).cloned()
-                            && let Err(e) = ws::send(&mut socket, &o).await {
-                                return Ok(e);
-                            }
-                    }
-                }
-            }
         }
     }
 }
