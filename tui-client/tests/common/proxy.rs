@@ -1,13 +1,18 @@
 //! A TCP proxy in front of the real server that forwards plain HTTP but answers every
 //! WebSocket upgrade with 503: "the socket is refused but HTTP works", as some corporate
-//! proxies do. Stops when dropped.
+//! proxies do; until [`Proxy::allow_sockets`], after which it forwards them too. Stops when
+//! dropped.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)] // test helpers: a panic is the failure report
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub struct Proxy {
     pub addr: String,
+    refusing: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -15,12 +20,24 @@ impl Proxy {
     pub async fn start(upstream: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        let refusing = Arc::new(AtomicBool::new(true));
+        let refuse = refusing.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                tokio::spawn(serve(client, upstream.clone()));
+                let refuse = refuse.load(Ordering::SeqCst);
+                tokio::spawn(serve(client, upstream.clone(), refuse));
             }
         });
-        Proxy { addr, task }
+        Proxy {
+            addr,
+            refusing,
+            task,
+        }
+    }
+
+    /// From now on, WebSocket upgrades are forwarded like the rest.
+    pub fn allow_sockets(&self) {
+        self.refusing.store(false, Ordering::SeqCst);
     }
 
     pub fn url(&self) -> String {
@@ -34,7 +51,7 @@ impl Drop for Proxy {
     }
 }
 
-async fn serve(mut client: TcpStream, upstream: String) {
+async fn serve(mut client: TcpStream, upstream: String, refuse_upgrades: bool) {
     // Read the request head (bounded), decide, then either refuse or splice.
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -45,7 +62,7 @@ async fn serve(mut client: TcpStream, upstream: String) {
         }
     }
     let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    if text.contains("upgrade: websocket") {
+    if refuse_upgrades && text.contains("upgrade: websocket") {
         let _ = client
             .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
             .await;
