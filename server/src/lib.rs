@@ -7,7 +7,9 @@
 //! Layout:
 //! - [`server`]: `Server::open` (the database, the shared state), then `Server::serve`: the
 //!   accept loop and shutdown.
-//! - [`cli`]: the command line's conventions: one-line usage errors, `completions`, `man`.
+//! - [`cli`]: the command line: its conventions (one-line usage errors, `completions`,
+//!   `man`, `migrate`) and `cli::serve`, the binary's whole run (flags, logging, serving),
+//!   which `main.rs` calls.
 //! - [`config`]: settings and defaults.
 //! - [`tls`]: the certificate and key from PEM files, the rustls configuration, reloading.
 //! - [`state`]: `AppState`, shared by every request and connection; the send admission check.

@@ -1,5 +1,6 @@
 //! Server processes for the kill and freeze cases, which need a real process: started with
-//! stdout piped, and the address read from the first line it prints — `natter-server
+//! stdout piped, and the address read from the first line it prints (after libtest's, for
+//! a test binary run again as the server) — `natter-server
 //! listening on 127.0.0.1:PORT, database PATH` or `ceiling listening on 127.0.0.1:PORT`.
 //! The parsing is here once; every test harness and the bench call it.
 
@@ -53,7 +54,9 @@ impl std::fmt::Display for SpawnError {
 impl std::error::Error for SpawnError {}
 
 /// Starts `cmd` with stdout piped (its other streams as the caller set them) and waits for
-/// its first line. Blocking: a server prints that line as soon as it has bound, or exits.
+/// its "listening on" line: the first line, or one of the first [`PREAMBLE_LINES`] (a test
+/// binary run again as a server prints libtest's own lines first). Blocking: a server
+/// prints that line as soon as it has bound, or exits.
 pub fn spawn_listening(mut cmd: Command) -> Result<Listening, SpawnError> {
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -65,21 +68,33 @@ pub fn spawn_listening(mut cmd: Command) -> Result<Listening, SpawnError> {
         return Err(SpawnError::NotListening(String::new()));
     };
     let mut stdout = BufReader::new(stdout);
-    let mut line = String::new();
-    let read = stdout.read_line(&mut line);
-    match (read, parse_listening(&line)) {
-        (Ok(_), Some(addr)) => Ok(Listening {
-            child,
-            stdout,
-            addr,
-        }),
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(SpawnError::NotListening(line))
+    // The last line read that said something: what to report if none names an address.
+    let mut last = String::new();
+    for _ in 0..PREAMBLE_LINES {
+        let mut line = String::new();
+        match stdout.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if let Some(addr) = parse_listening(&line) {
+                    return Ok(Listening {
+                        child,
+                        stdout,
+                        addr,
+                    });
+                }
+                if !line.trim().is_empty() {
+                    last = line;
+                }
+            }
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(SpawnError::NotListening(last))
 }
+
+/// Lines read, at most, looking for the "listening on" one.
+pub const PREAMBLE_LINES: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -107,13 +122,17 @@ mod tests {
     #[test]
     fn a_process_that_prints_no_address_is_reaped() {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo port taken; sleep 30"]);
+        cmd.args(["-c", "echo port taken; echo; exit 1"]);
         match spawn_listening(cmd) {
             Err(SpawnError::NotListening(line)) => assert_eq!(line, "port taken\n"),
             other => panic!("{other:?}"),
         }
+        // A test binary run again as the server: libtest's lines come first.
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo 'x listening on 127.0.0.1:9, y'; sleep 30"]);
+        cmd.args([
+            "-c",
+            "printf '\\nrunning 1 test\\nx listening on 127.0.0.1:9, y\\n'; sleep 30",
+        ]);
         let mut ok = spawn_listening(cmd).expect("an address");
         assert_eq!(ok.addr.port(), 9);
         let _ = ok.child.kill();

@@ -1,44 +1,60 @@
-//! The real `natter-server` for end-to-end tests.
+//! The real `natter-server` for end-to-end tests, as a process of its own (the tests kill
+//! it with SIGKILL, freeze it with SIGSTOP, restart it on the same port).
 //!
-//! Finding the binary: `CARGO_BIN_EXE_*` only names binaries of this package, so the server
-//! is looked up next to `natter`'s own binary (same target directory, same profile) after
-//! running `cargo build -p natter-server` once per test process (a no-op when it is fresh;
-//! cargo no longer holds the build lock while tests run). Set `NATTER_SERVER_BIN` to use
-//! another binary and skip the build.
+//! No server binary needs building: the process is this test binary run again as
+//! [`natter_server_child`], which runs the server's whole command line
+//! (`natter_server::cli::serve::main_from`, what the binary's `main` calls) with the flags
+//! it was given. Set `NATTER_SERVER_BIN` to run another binary instead (a release build,
+//! say).
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)] // test helpers: a panic is the failure report
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 
-/// Path to a fresh `natter-server` binary.
-pub fn server_binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("NATTER_SERVER_BIN") {
-            return PathBuf::from(p);
-        }
-        let natter = Path::new(env!("CARGO_BIN_EXE_natter"));
-        let dir = natter.parent().expect("target profile directory");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "-p", "natter-server", "--quiet"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build
-            .status()
-            .expect("running cargo build -p natter-server");
-        assert!(status.success(), "cargo build -p natter-server failed");
-        let bin = dir.join("natter-server");
-        assert!(bin.exists(), "no server binary at {}", bin.display());
-        bin
-    })
-    .clone()
+/// The child's flags, one per field, separated by [`ARG_SEPARATOR`].
+const CHILD_ARGS: &str = "NATTER_SERVER_CHILD_ARGS";
+const ARG_SEPARATOR: char = '\u{1f}';
+
+/// The server process of the end-to-end tests: serves until killed, with the flags its
+/// parent gave it. Runs only when a test starts it.
+#[test]
+#[ignore = "the server process of the end-to-end tests; runs only when they start it"]
+fn natter_server_child() {
+    let Some(args) = std::env::var_os(CHILD_ARGS) else {
+        return;
+    };
+    let args = args.into_string().expect("UTF-8 flags");
+    let argv = std::iter::once("natter-server").chain(args.split(ARG_SEPARATOR));
+    // How it ended is on stderr; a server that never said where it listens fails its
+    // parent's test with what it printed.
+    let _ = natter_server::cli::serve::main_from(argv);
+}
+
+/// A command that runs the server with `args`.
+fn server_command(args: &[OsString]) -> Command {
+    if let Some(bin) = std::env::var_os("NATTER_SERVER_BIN") {
+        let mut command = Command::new(bin);
+        command.args(args);
+        return command;
+    }
+    let joined: Vec<&str> = args
+        .iter()
+        .map(|a| a.to_str().expect("UTF-8 flags"))
+        .collect();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "common::server::natter_server_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(CHILD_ARGS, joined.join(&ARG_SEPARATOR.to_string()));
+    command
 }
 
 /// A running server; killed (SIGKILL) when dropped.
@@ -86,11 +102,14 @@ impl Server {
     fn launch(db: &Path, bind: &str, args: Vec<OsString>, tls: bool) -> Server {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let mut command = Command::new(server_binary());
+            let mut flags: Vec<OsString> = ["--bind", bind, "--rate-limit", "0", "--db"]
+                .into_iter()
+                .map(OsString::from)
+                .collect();
+            flags.push(db.into());
+            flags.extend(args.iter().cloned());
+            let mut command = server_command(&flags);
             command
-                .args(["--bind", bind, "--rate-limit", "0", "--db"])
-                .arg(db)
-                .args(&args)
                 .env_remove("NATTER_BIND")
                 .env_remove("NATTER_DB")
                 .env_remove("NATTER_TLS_CERT")

@@ -1,9 +1,11 @@
-//! The command line's conventions, for the flags `main.rs` defines: a usage error is one line
+//! The command line's conventions, for the flags [`serve`] defines: a usage error is one line
 //! on stderr (`natter-server: …`) with [`EXIT_USAGE`], not clap's four; `--help` and
 //! `--version` stay clap's, whole, on stdout with 0; the [`Tool`] subcommands print a
 //! completion script or a manual page, or copy a SQLite database into PostgreSQL, instead of
-//! serving. With no subcommand the binary serves, as it always has; the flags and serving
-//! stay in `main.rs`.
+//! serving. With no subcommand the binary serves, as it always has ([`serve::main_from`],
+//! which `main.rs` calls).
+
+pub mod serve;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,10 +56,14 @@ pub enum Tool {
     },
 }
 
-/// Parses the process's arguments into `A`. `Err` is the process's end, already printed:
+/// Parses `args` (the program's name first) into `A`. `Err` is the process's end, already printed:
 /// 0 after help or version, [`EXIT_USAGE`] after a one-line usage error.
-pub fn parse<A: Parser>() -> Result<A, ExitCode> {
-    A::try_parse().map_err(|e| {
+pub fn parse_from<A: Parser, I, T>(args: I) -> Result<A, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    A::try_parse_from(args).map_err(|e| {
         if e.use_stderr() {
             eprintln!("natter-server: {}", natter_shared::usage::usage_line(&e));
             ExitCode::from(EXIT_USAGE)
