@@ -6,18 +6,21 @@
 //! has written what was typed and the terminal is restored, stderr says how many messages
 //! the outbox still holds.
 //!
-//! [`start`] wires the parts behind the screen (keeper thread, network task, their
-//! channels); the end-to-end tests use it too, so they drive exactly what the screen does.
+//! [`Screen`] is the chat screen without its event sources (app, terminal of any ratatui
+//! backend, what runs behind them), so that a test can drive a whole session on
+//! `TestBackend`; [`start`] wires what runs behind it (keeper thread, network task, their
+//! channels), which the end-to-end tests use on their own too.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use crossterm::event::EventStream;
 use futures_util::StreamExt;
+use natter_shared::{Timestamp, Username};
+use ratatui::Terminal;
+use ratatui::backend::Backend;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
-
-use natter_shared::{Timestamp, Username};
 
 use crate::app::{App, AppConfig};
 use crate::msg::{Cmd, Msg, NetEvent};
@@ -72,8 +75,8 @@ pub async fn run(options: ChatOptions) -> anyhow::Result<()> {
             _ => None,
         }
     });
-    let mut term = terminal::init().context("cannot set up the terminal")?;
-    let result = event_loop(&mut term, &options, name).await;
+    let term = terminal::init().context("cannot set up the terminal")?;
+    let result = event_loop(term, &options, name).await;
     terminal::restore();
     // Now that the terminal is back, say what the outbox still holds: quitting offline is
     // fine, but silence would leave the user wondering whether the messages were lost.
@@ -110,36 +113,14 @@ pub fn kept_notice(count: usize, identity: &Username) -> Option<String> {
     ))
 }
 
-/// Runs the screen until quit; returns the identity it ended as, if any.
+/// Runs the screen until quit; returns the identity it ended as, if any. The terminal, the
+/// clock and the signals are read here; everything they lead to goes through [`Screen`].
 async fn event_loop(
-    term: &mut terminal::Term,
+    term: terminal::Term,
     options: &ChatOptions,
     name: Option<String>,
 ) -> anyhow::Result<Option<Username>> {
-    let size = term.size().context("reading the terminal size")?;
-    let offset = *chrono::Local::now().offset();
-    let mut app = App::new(AppConfig {
-        server: server_label(&options.server),
-        name,
-        to: options.to.clone(),
-        color: color_allowed(),
-        utc_offset: offset,
-        client_id_prefix: crate::credentials::random_string(12),
-        now: Instant::now(),
-        wall_clock: Timestamp::now(),
-        size: (size.width, size.height),
-    });
-    let (runner, mut net_rx, parts) = start(NetConfig {
-        server: options.server.clone(),
-        paths: options.paths.clone(),
-        tls: options.tls.clone(),
-    })?;
-    if let Some(cmd) = app.start() {
-        runner.carry_out(cmd);
-    }
-    if let Some(warning) = &options.warning {
-        app.error(warning.clone());
-    }
+    let mut screen = Screen::start(term, options, name, *chrono::Local::now().offset())?;
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -147,29 +128,112 @@ async fn event_loop(
     let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
 
-    while !app.should_quit {
-        term.draw(|frame| ui::render(&app, frame))
-            .context("drawing the screen")?;
+    while !screen.app.should_quit {
+        screen.draw()?;
         let first = tokio::select! {
             event = events.next() => match event {
                 Some(Ok(event)) => keymap::map_event(event),
                 Some(Err(_)) | None => Some(Msg::Quit),
             },
-            event = net_rx.recv() => event.map(Msg::Net),
+            event = screen.net.recv() => event.map(Msg::Net),
             _ = tick.tick() => Some(Msg::Tick(Instant::now())),
             _ = sigterm.recv() => Some(Msg::Quit),
             _ = sighup.recv() => Some(Msg::Quit),
             _ = sigint.recv() => Some(Msg::Quit),
         };
         let mut batch: Vec<Msg> = first.into_iter().collect();
+        screen.drain_net(&mut batch);
+        screen.apply(batch);
+    }
+    Ok(screen.stop().await)
+}
+
+/// The chat screen without its event sources: the app, a ratatui terminal of any backend,
+/// and what runs behind them ([`start`]). The event loop above feeds it terminal events,
+/// ticks and signals; a test feeds it keys and reads its frames, through the same
+/// [`Screen::apply`] and [`Screen::draw`], so a whole session (keys in, frames out) can be
+/// snapshot-tested on ratatui's `TestBackend`.
+pub struct Screen<B: Backend> {
+    /// The terminal it draws on.
+    pub terminal: Terminal<B>,
+    /// The model.
+    pub app: App,
+    runner: Runner,
+    net: mpsc::Receiver<NetEvent>,
+    parts: Parts,
+}
+
+impl<B: Backend> Screen<B> {
+    /// Sets up the app for `options` (as `name`, if known) on `terminal`, and starts what
+    /// runs behind it. Times are shown at `utc_offset`.
+    pub fn start(
+        terminal: Terminal<B>,
+        options: &ChatOptions,
+        name: Option<String>,
+        utc_offset: chrono::FixedOffset,
+    ) -> anyhow::Result<Screen<B>> {
+        let size = terminal
+            .size()
+            .map_err(|e| anyhow::anyhow!("reading the terminal size: {e}"))?;
+        let mut app = App::new(AppConfig {
+            server: server_label(&options.server),
+            name,
+            to: options.to.clone(),
+            color: color_allowed(),
+            utc_offset,
+            client_id_prefix: crate::credentials::random_string(12),
+            now: Instant::now(),
+            wall_clock: Timestamp::now(),
+            size: (size.width, size.height),
+        });
+        let (runner, net, parts) = start(NetConfig {
+            server: options.server.clone(),
+            paths: options.paths.clone(),
+            tls: options.tls.clone(),
+        })?;
+        if let Some(cmd) = app.start() {
+            runner.carry_out(cmd);
+        }
+        if let Some(warning) = &options.warning {
+            app.error(warning.clone());
+        }
+        Ok(Screen {
+            terminal,
+            app,
+            runner,
+            net,
+            parts,
+        })
+    }
+
+    /// Draws the app once.
+    pub fn draw(&mut self) -> anyhow::Result<()> {
+        let app = &self.app;
+        self.terminal
+            .draw(|frame| ui::render(app, frame))
+            .map_err(|e| anyhow::anyhow!("drawing the screen: {e}"))?;
+        Ok(())
+    }
+
+    /// Adds to `batch` the network events already waiting, up to [`BATCH`] in all.
+    pub fn drain_net(&mut self, batch: &mut Vec<Msg>) {
         while batch.len() < BATCH {
-            match net_rx.try_recv() {
+            match self.net.try_recv() {
                 Ok(event) => batch.push(Msg::Net(event)),
                 Err(_) => break,
             }
         }
-        app.now = Instant::now();
-        app.wall_clock = Timestamp::now();
+    }
+
+    /// The next network event, waiting for it.
+    pub async fn next_net(&mut self) -> Option<NetEvent> {
+        self.net.recv().await
+    }
+
+    /// Applies `batch` to the app, in order, and hands on the commands it gives.
+    pub fn apply(&mut self, batch: Vec<Msg>) {
+        self.app.now = Instant::now();
+        self.app.wall_clock = Timestamp::now();
         for msg in batch {
             // Keys that act (never the text typed) go to the debug log, so a report of a
             // key "doing nothing" can be checked against what arrived.
@@ -177,15 +241,20 @@ async fn event_loop(
                 msg,
                 Msg::Char(_) | Msg::Paste(_) | Msg::Tick(_) | Msg::Net(_)
             ) {
-                tracing::debug!(?msg, focus = ?app.focus, "key");
+                tracing::debug!(?msg, focus = ?self.app.focus, "key");
             }
-            if let Some(cmd) = app.update(msg) {
-                runner.carry_out(cmd);
+            if let Some(cmd) = self.app.update(msg) {
+                self.runner.carry_out(cmd);
             }
         }
     }
-    parts.stop(runner, net_rx).await;
-    Ok(app.identity.clone())
+
+    /// Stops what runs behind the screen, once the keeper has written what was typed;
+    /// returns the identity the screen ended as.
+    pub async fn stop(self) -> Option<Username> {
+        self.parts.stop(self.runner, self.net).await;
+        self.app.identity
+    }
 }
 
 /// Starts what runs behind the chat screen: the outbox keeper (a thread) and the network

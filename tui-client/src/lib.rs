@@ -5,7 +5,8 @@
 //! - [`cli`]: command line (clap), the subcommands for scripts, exit codes (`cli/`: `exit`,
 //!   `account`, `send`, `tail`, `output`).
 //! - [`chat`]: the chat screen's event loop: terminal events, net events and ticks → `App`;
-//!   `Cmd`s → the runner → the outbox keeper (sends) or the network task.
+//!   `Cmd`s → the runner → the outbox keeper (sends) or the network task; `Screen`, the
+//!   same without its event sources, generic over the ratatui backend (tests drive it).
 //! - [`app`]: the model and `App::update(Msg) -> Option<Cmd>`; pure, no IO (`app/`: `focus`,
 //!   `net_events`, `scroll` (the message list's position, without laying out the whole
 //!   history), `layout` (the app's sizes), `commands` (slash commands)).
