@@ -3,7 +3,7 @@
 //!
 //! Layout:
 //! - [`cli`]: command line (clap), the subcommands for scripts, exit codes (`cli/`: `exit`,
-//!   `account`, `send`, `tail`, `output`).
+//!   `account`, `send`, `stdin`, `tail`, `output`, `usage`).
 //! - [`chat`]: the chat screen's event loop: terminal events, net events and ticks → `App`;
 //!   `Cmd`s → the runner → the outbox keeper (sends) or the network task; `Screen`, the
 //!   same without its event sources, generic over the ratatui backend (tests drive it).
@@ -24,8 +24,8 @@
 //! - [`net`]: the network task (socket, reconnect, HTTP fallback, outbox flushing; in
 //!   `net/session/`), and the WebSocket and HTTP clients the subcommands reuse.
 //! - [`outbox`]: unconfirmed sends on disk, an append-only log per identity (`outbox/`:
-//!   `log` (the records, replay, torn last lines), `keeper` (the chat screen's one writer,
-//!   a thread)).
+//!   `log` (the records, replay, torn last lines), `watch` (has the file changed since it
+//!   was read), `keeper` (the chat screen's one writer, a thread)).
 //! - [`credentials`]: stored accounts (`credentials.toml`).
 //! - [`paths`]: where files live; locking and atomic writes.
 //! - [`terminal`]: raw mode in and out, panic hook, log file.

@@ -7,6 +7,7 @@
 //! - `exit.rs`: exit codes and [`Failure`], what every subcommand ends in when it fails;
 //! - `account.rs`: `register`, `login`, and which stored token a subcommand uses;
 //! - `send.rs`: `send`, through the account's outbox (earlier unsent messages first);
+//! - `stdin.rs`: `send -`'s input, one line at a time and never further;
 //! - `tail.rs`: following messages, waiting for the server, reconnecting;
 //! - `output.rs`: the stable plain line of a message, JSON lines, a closed stdout;
 //! - `usage.rs`: usage errors in one line, `completions` and `man`.
@@ -15,6 +16,7 @@ mod account;
 mod exit;
 mod output;
 mod send;
+mod stdin;
 mod tail;
 mod usage;
 
