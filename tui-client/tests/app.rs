@@ -12,13 +12,22 @@ use natter::app::Focus;
 use natter::app::Scroll;
 use natter::msg::{Cmd, Link, Msg, NetEvent};
 use natter::outbox::Outgoing;
-use natter_shared::MessageId;
 use natter_shared::protocol::UserStatus;
+use natter_shared::{ClientId, MessageId};
 
 fn sent(cmd: Option<Cmd>) -> Outgoing {
     match cmd {
         Some(Cmd::Send { outgoing, .. }) => outgoing,
         other => panic!("expected a send, got {other:?}"),
+    }
+}
+
+/// The network task's word that `outgoing` waits in alice's outbox, after `after`.
+fn queued(outgoing: Outgoing, after: Option<&ClientId>) -> NetEvent {
+    NetEvent::Queued {
+        sender: user("alice"),
+        outgoing,
+        after: after.cloned(),
     }
 }
 
@@ -119,14 +128,7 @@ fn a_send_counts_queued_once_on_disk() {
     let o = say(&mut app, "one");
     assert_eq!((app.timeline.waiting(), app.timeline.queued()), (1, 0));
     assert!(!app.timeline.pending()[0].saved);
-    net(
-        &mut app,
-        NetEvent::Queued {
-            sender: user("alice"),
-            outgoing: o.clone(),
-            after: None,
-        },
-    );
+    net(&mut app, queued(o.clone(), None));
     assert_eq!((app.timeline.waiting(), app.timeline.queued()), (1, 1));
     assert!(app.timeline.pending()[0].saved);
     // Another identity's (typed before a change of name) is not this one's to show.
@@ -157,13 +159,11 @@ fn outbox_from_disk_then_retry_confirms() {
         typed_at: None,
     };
     // As the network task reports what it loaded: each after the one before it.
-    let queued = |o: Outgoing, after: Option<&str>| NetEvent::Queued {
-        sender: user("alice"),
-        outgoing: o,
-        after: after.map(client_id),
-    };
     net(&mut app, queued(old("x-1", "first"), None));
-    net(&mut app, queued(old("x-2", "second"), Some("x-1")));
+    net(
+        &mut app,
+        queued(old("x-2", "second"), Some(&client_id("x-1"))),
+    );
     let order: Vec<_> = app
         .timeline
         .pending()
@@ -205,22 +205,8 @@ fn outbox_entries_learnt_later_take_their_place() {
     };
     // In the file, `send`'s first entry came before mine, its second between mine and
     // the later one.
-    net(
-        &mut app,
-        NetEvent::Queued {
-            sender: user("alice"),
-            outgoing: from_send("s-1"),
-            after: None,
-        },
-    );
-    net(
-        &mut app,
-        NetEvent::Queued {
-            sender: user("alice"),
-            outgoing: from_send("s-2"),
-            after: Some(mine.client_id.clone()),
-        },
-    );
+    net(&mut app, queued(from_send("s-1"), None));
+    net(&mut app, queued(from_send("s-2"), Some(&mine.client_id)));
     let shown: Vec<_> = app
         .timeline
         .pending()
@@ -238,14 +224,7 @@ fn outbox_entries_learnt_later_take_their_place() {
         ]
     );
     assert_eq!(app.timeline.waiting(), 4);
-    net(
-        &mut app,
-        NetEvent::Queued {
-            sender: user("alice"),
-            outgoing: from_send("s-1"),
-            after: None,
-        },
-    );
+    net(&mut app, queued(from_send("s-1"), None));
     assert_eq!(app.timeline.pending().len(), 5);
     let _ = later;
 }

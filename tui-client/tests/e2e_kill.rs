@@ -141,6 +141,15 @@ async fn stored_counts(server: &str, bob_home: &Path, texts: &[String]) -> Vec<u
         .collect()
 }
 
+/// A server on a fresh database in `dir`, and bob LIVE on it (files under `bob_home`).
+async fn with_bob_live(dir: &Path, bob_home: &Path) -> (Server, String, Client) {
+    let server = Server::start(&dir.join("chat.db"));
+    let url = server.url();
+    let mut bob = Client::start(&url, bob_home, "bob").await;
+    bob.wait_live().await;
+    (server, url, bob)
+}
+
 fn homes(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("a"), dir.join("b"))
 }
@@ -180,10 +189,7 @@ async fn sigkill_while_the_server_is_down_loses_nothing() {
 async fn sigkill_mid_burst_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = homes(dir.path());
-    let server = Server::start(&dir.path().join("chat.db"));
-    let url = server.url();
-    let mut bob = Client::start(&url, &b, "bob").await;
-    bob.wait_live().await;
+    let (_server, url, mut bob) = with_bob_live(dir.path(), &b).await;
 
     let texts: Vec<String> = (1..=40).map(|i| format!("burst {i}")).collect();
     type_then_get_killed(&url, &a, &texts, true);
@@ -219,10 +225,7 @@ async fn sigkill_mid_burst_loses_and_duplicates_nothing() {
 async fn sigkill_while_saving_stores_a_prefix_once() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = homes(dir.path());
-    let server = Server::start(&dir.path().join("chat.db"));
-    let url = server.url();
-    let mut bob = Client::start(&url, &b, "bob").await;
-    bob.wait_live().await;
+    let (_server, url, _bob) = with_bob_live(dir.path(), &b).await;
 
     let texts: Vec<String> = (1..=60).map(|i| format!("quick {i}")).collect();
     type_then_get_killed_when(&url, &a, &texts, true, false);

@@ -298,15 +298,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn out(id: &str) -> Outgoing {
-        Outgoing {
-            client_id: ClientId::parse(id).unwrap(),
-            receiver: None,
-            text: format!("text {id}"),
-            typed_at: None,
-        }
-    }
+    use crate::outbox::tests::out;
 
     /// Each send is on disk before the app hears it is queued and before the network task
     /// gets it; both hear in the order typed; the keeper's own writes are not news to

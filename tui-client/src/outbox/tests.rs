@@ -1,7 +1,8 @@
 //! The outbox file: its records survive what a crash, a hand edit or an older natter leaves.
 use super::*;
 
-fn out(id: &str) -> Outgoing {
+/// A message to everyone with client_id `id` (the other tests of the crate use it too).
+pub(crate) fn out(id: &str) -> Outgoing {
     Outgoing {
         client_id: ClientId::parse(id).unwrap(),
         receiver: None,

@@ -415,15 +415,7 @@ fn merge_in(queue: &mut Vec<Outgoing>, disk: Vec<Outgoing>) -> Vec<Outgoing> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn out(id: &str) -> Outgoing {
-        Outgoing {
-            client_id: ClientId::parse(id).unwrap(),
-            receiver: None,
-            text: id.to_owned(),
-            typed_at: None,
-        }
-    }
+    use crate::outbox::tests::out;
 
     fn ids(q: &[Outgoing]) -> Vec<&str> {
         q.iter().map(|o| o.client_id.as_str()).collect()

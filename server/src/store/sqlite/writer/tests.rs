@@ -38,6 +38,13 @@ fn writer_counting(
     (writer, user)
 }
 
+/// How many messages the database holds.
+fn stored(w: &Writer) -> i64 {
+    w.conn
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap()
+}
+
 /// A sink that records the texts committed, and how many times it was handed some.
 struct Texts(Arc<Mutex<Vec<String>>>, Arc<Mutex<usize>>);
 
@@ -93,10 +100,7 @@ fn batch_fails_whole_when_sqlite_rolls_the_transaction_back() {
         let answer = rx.try_recv().unwrap();
         assert!(answer.is_err(), "acknowledged: {answer:?}");
     }
-    let stored: i64 = w
-        .conn
-        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
-        .unwrap();
+    let stored = stored(&w);
     assert_eq!(stored, 0);
     assert!(committed.lock().unwrap().is_empty());
     assert!(w.conn.is_autocommit());
@@ -142,10 +146,7 @@ fn full_database_mid_batch_fails_the_whole_batch() {
         let answer = rx.try_recv().unwrap();
         assert!(matches!(answer, Err(StoreError::Full)), "{answer:?}");
     }
-    let stored: i64 = w
-        .conn
-        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
-        .unwrap();
+    let stored = stored(&w);
     assert_eq!(stored, 0);
     assert!(committed.lock().unwrap().is_empty());
     assert_eq!(w.health.get(), Condition::Full);
@@ -251,10 +252,7 @@ fn a_refused_write_does_not_sink_its_neighbours() {
         ["to myself", "before", "after"],
         "each stored message handed on once"
     );
-    let stored: i64 = w
-        .conn
-        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
-        .unwrap();
+    let stored = stored(&w);
     assert_eq!(stored, 3);
     assert_eq!(w.health.get(), Condition::Writable);
 }
