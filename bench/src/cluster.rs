@@ -1,100 +1,53 @@
 //! What cluster runs stand on: a PostgreSQL database made for the run (on the server at
 //! `NATTER_BENCH_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432`, through
 //! `psql`; dropped at the end) and a throwaway `redis-server` on a free port, so its CPU
-//! time is the bench's alone. PostgreSQL's CPU is that of every `postgres` process on the
-//! machine, so run the bench on a machine whose PostgreSQL does nothing else meanwhile.
+//! time is the bench's alone. Both are natter-testkit's (the one copy the tests use too),
+//! whose calls block: they run on tokio's blocking threads. PostgreSQL's CPU is that of
+//! every `postgres` process on the machine, so run the bench on a machine whose PostgreSQL
+//! does nothing else meanwhile.
 
-use std::process::Stdio;
-
-use anyhow::{Context, bail};
-use tokio::process::{Child, Command};
+use anyhow::Context;
+use natter_testkit::pg::TestDatabase;
+use natter_testkit::redis::ThrowawayRedis;
 
 use crate::target::cpu_seconds_of;
 
-/// The database and the Redis of one cluster run; both removed when dropped.
+/// The database and the Redis of one cluster run; both removed when dropped (Redis first:
+/// fields drop in this order).
 pub struct Backing {
-    root: String,
-    db: String,
-    redis: Child,
+    redis: ThrowawayRedis,
+    db: TestDatabase,
     redis_pid: u32,
-    redis_port: u16,
-    _dir: tempfile::TempDir,
-}
-
-async fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
-    let out = Command::new("psql")
-        .arg(url)
-        .args(["-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .context("running psql (install postgresql-client)")?;
-    if !out.status.success() {
-        bail!("psql: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
 }
 
 impl Backing {
     /// A fresh database and a Redis.
     pub async fn start() -> anyhow::Result<Backing> {
-        let root = std::env::var("NATTER_BENCH_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let db = format!("natter_bench_{}_{nanos}", std::process::id());
-        psql(
-            &format!("{root}/postgres"),
-            &format!("CREATE DATABASE {db}"),
-        )
-        .await
-        .with_context(|| format!("creating a database on {root}"))?;
-        let dir = tempfile::tempdir().context("a directory for redis-server")?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context("finding a free port")?
-            .port();
-        let redis = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting redis-server (install redis-server)")?;
-        let redis_pid = redis.id().context("redis-server exited at once")?;
-        let backing = Backing {
-            root,
-            db,
+        tokio::task::spawn_blocking(Self::start_blocking)
+            .await
+            .context("setting up the cluster run")?
+    }
+
+    fn start_blocking() -> anyhow::Result<Backing> {
+        let root = natter_testkit::pg::root_from_env("NATTER_BENCH_POSTGRES_URL");
+        let db = TestDatabase::create(&root, "natter_bench")
+            .with_context(|| format!("creating a database on {root}"))?;
+        let redis = ThrowawayRedis::start().context("starting redis-server")?;
+        let redis_pid = redis.pid().context("redis-server exited at once")?;
+        Ok(Backing {
             redis,
+            db,
             redis_pid,
-            redis_port: port,
-            _dir: dir,
-        };
-        // Up when it accepts a connection; bounded.
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Ok(backing);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        bail!("redis-server did not listen on {port}")
+        })
     }
 
     /// natter-server's flags for instance `i`: the database, and the bus when `bus`.
     pub fn args(&self, i: usize, bus: bool) -> Vec<String> {
-        let mut args = vec!["--db".to_owned(), format!("{}/{}", self.root, self.db)];
+        let mut args = vec!["--db".to_owned(), self.db.url()];
         if bus {
             args.extend([
                 "--bus".to_owned(),
-                format!("redis://127.0.0.1:{}", self.redis_port),
+                self.redis.url(),
                 "--instance-name".to_owned(),
                 format!("bench{i}"),
             ]);
@@ -124,13 +77,10 @@ impl Backing {
             .sum()
     }
 
-    /// Drops the database and stops Redis.
-    pub async fn stop(mut self) {
-        let _ = self.redis.start_kill();
-        let _ = self.redis.wait().await;
-        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db);
-        if let Err(e) = psql(&format!("{}/postgres", self.root), &drop).await {
-            eprintln!("natter-bench: could not drop {}: {e:#}", self.db);
+    /// Stops Redis and drops the database (an error there is printed).
+    pub async fn stop(self) {
+        if let Err(e) = tokio::task::spawn_blocking(move || drop(self)).await {
+            eprintln!("natter-bench: stopping the cluster run's Redis and database: {e}");
         }
     }
 }

@@ -1,5 +1,5 @@
 //! TLS on the server's one port, run as the real binary with certificates made at test time
-//! (rcgen): REST over https and WebSockets over wss work, plain HTTP on that port is not
+//! (natter-testkit's `certs`: two CAs, each with a server certificate): REST over https and WebSockets over wss work, plain HTTP on that port is not
 //! served, a handshake that never finishes holds nobody else up, SIGHUP swaps the
 //! certificate without dropping open sockets (and a bad reload keeps the old one), and bad
 //! files or flags are one-line start-up errors. Each server is one process, on SQLite or
@@ -8,7 +8,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -21,9 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Method;
 use hyper_util::rt::TokioIo;
 use natter_shared::ServerFrame;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use natter_testkit::certs::{self, CertFiles};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,54 +38,25 @@ type TlsTcp = tokio_rustls::client::TlsStream<TcpStream>;
 struct Pki {
     /// The CA certificate clients trust.
     ca: CertificateDer<'static>,
-    /// The server's certificate, PEM.
-    cert_pem: String,
-    /// Its private key, PEM.
-    key_pem: String,
+    /// The certificates and the key, PEM.
+    pem: certs::Pki,
 }
 
 impl Pki {
     /// A new CA (named `name`) and a server certificate signed by it.
     fn new(name: &str) -> Pki {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, format!("natter test CA {name}"));
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-            .expect("CA certificate");
-        let key = KeyPair::generate().expect("server key");
-        let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("server params")
-            .signed_by(&key, &ca)
-            .expect("server certificate");
+        let pem = certs::Pki::new(name).expect("test certificates");
         Pki {
-            ca: ca.der().clone(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            ca: CertificateDer::from(pem.ca_der.clone()),
+            pem,
         }
     }
 
     /// Writes the server's certificate and key to `files`.
-    fn install(&self, files: &TlsFiles) {
-        std::fs::write(&files.cert, &self.cert_pem).expect("writing the certificate");
-        std::fs::write(&files.key, &self.key_pem).expect("writing the key");
-    }
-}
-
-/// Where a test server's certificate and key live.
-struct TlsFiles {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl TlsFiles {
-    fn in_dir(dir: &Path) -> TlsFiles {
-        TlsFiles {
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
-        }
+    fn install(&self, files: &CertFiles) {
+        self.pem
+            .install(files)
+            .expect("writing the certificate and key");
     }
 }
 
@@ -172,7 +140,7 @@ async fn https(
 struct TlsServer {
     child: Child,
     addr: String,
-    files: TlsFiles,
+    files: CertFiles,
     log: mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
     /// After the process (`Drop` kills it first): its PostgreSQL database, if any.
@@ -183,7 +151,7 @@ impl TlsServer {
     /// Starts a server serving `pki`'s certificate, with `extra` flags.
     fn start(pki: &Pki, extra: &[&str]) -> TlsServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let files = TlsFiles::in_dir(dir.path());
+        let files = CertFiles::in_dir(dir.path());
         pki.install(&files);
         let storage = Storage::current();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_natter-server"));
@@ -483,7 +451,7 @@ async fn a_failed_reload_keeps_the_old_certificate() {
     only_on!(Sqlite, Postgres; ONE_PROCESS);
     let (a, b) = (Pki::new("A"), Pki::new("B"));
     let server = TlsServer::start(&a, &[]);
-    std::fs::write(&server.files.cert, &b.cert_pem).expect("writing B's certificate");
+    std::fs::write(&server.files.cert, &b.pem.cert_pem).expect("writing B's certificate");
     std::fs::write(&server.files.key, "-----BEGIN PRIVATE KEY-----\ntorn").expect("key");
     server.hangup();
     let line = server.wait_for_log("TLS certificate not reloaded");
@@ -513,7 +481,7 @@ async fn a_failed_reload_keeps_the_old_certificate() {
 fn bad_tls_files_are_one_line_startup_errors() {
     only_on!(Sqlite; "start-up refusals before any database is opened: the same on every backend");
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = TlsFiles::in_dir(dir.path());
+    let files = CertFiles::in_dir(dir.path());
     let (a, b) = (Pki::new("A"), Pki::new("B"));
     let db = dir.path().join("natter.db");
     let run = |needle: &str| {
@@ -524,12 +492,12 @@ fn bad_tls_files_are_one_line_startup_errors() {
         assert_one_line(&refusal, needle);
         assert!(!db.exists(), "a database was created");
     };
-    std::fs::write(&files.key, &a.key_pem).expect("writing the key");
+    std::fs::write(&files.key, &a.pem.key_pem).expect("writing the key");
     run("cannot read TLS certificate file");
-    std::fs::write(&files.cert, &a.cert_pem).expect("writing the certificate");
-    std::fs::write(&files.key, &b.key_pem).expect("writing the other key");
+    std::fs::write(&files.cert, &a.pem.cert_pem).expect("writing the certificate");
+    std::fs::write(&files.key, &b.pem.key_pem).expect("writing the other key");
     run("does not match the certificate");
-    std::fs::write(&files.cert, &a.key_pem).expect("writing a key as the certificate");
+    std::fs::write(&files.cert, &a.pem.key_pem).expect("writing a key as the certificate");
     run("no certificate in");
 }
 

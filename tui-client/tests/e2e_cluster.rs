@@ -7,13 +7,13 @@
 //! show every stored message exactly once, `tail` in id order.
 //!
 //! Needs PostgreSQL (a database of the test's own, made and dropped with `psql`), a
-//! `redis-server` (a throwaway one on a free port) and nginx; without them it says what to
+//! `redis-server` (a throwaway one on a free port) — both natter-testkit's, the one copy
+//! the server's tests and the bench use too — and nginx; without them it says what to
 //! install and passes, unless `.ci/run`'s `NATTER_REQUIRE_*` variables (or `CI=true`) are
 //! set.
 #![allow(clippy::unwrap_used)] // a panic is the failure report
 
 mod common {
-    pub mod certs;
     pub mod cli;
     pub mod client;
     pub mod nginx;
@@ -21,10 +21,9 @@ mod common {
 }
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +33,8 @@ use common::client::{Client, count};
 use common::nginx::{Nginx, free_port, nginx_binary, site_config};
 use common::server::Server;
 use natter_shared::Message;
+use natter_testkit::pg::TestDatabase;
+use natter_testkit::redis::ThrowawayRedis;
 use serde_json::{Value, json};
 
 /// Skips the test with one line, except in CI (`CI=true`, or `require` set), where a
@@ -47,40 +48,17 @@ fn skip(require: &str, why: &str) {
     eprintln!("skipped: {why}");
 }
 
-/// A PostgreSQL database of this test's own, dropped when this goes.
+/// A PostgreSQL database of this test's own (on `NATTER_TEST_POSTGRES_URL`, else
+/// 127.0.0.1:5432), dropped when this goes.
 struct Pg {
-    root: String,
-    name: String,
-}
-
-fn psql(url: &str, sql: &str) -> Result<String, String> {
-    let out = Command::new("psql")
-        .arg(url)
-        .args(["-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run psql: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
+    db: TestDatabase,
 }
 
 impl Pg {
     fn create() -> Option<Pg> {
-        let root = std::env::var("NATTER_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("natter_e2e_{}_{nanos}", std::process::id());
-        match psql(
-            &format!("{root}/postgres"),
-            &format!("CREATE DATABASE {name}"),
-        ) {
-            Ok(_) => Some(Pg { root, name }),
+        let root = natter_testkit::pg::root_from_env("NATTER_TEST_POSTGRES_URL");
+        match TestDatabase::create(&root, "natter_e2e") {
+            Ok(db) => Some(Pg { db }),
             Err(e) => {
                 skip(
                     "NATTER_REQUIRE_POSTGRES",
@@ -92,11 +70,12 @@ impl Pg {
     }
 
     fn url(&self) -> String {
-        format!("{}/{}", self.root, self.name)
+        self.db.url()
     }
 
     fn query(&self, sql: &str) -> Vec<String> {
-        psql(&self.url(), sql)
+        self.db
+            .psql(sql)
             .unwrap()
             .lines()
             .map(str::to_owned)
@@ -104,75 +83,16 @@ impl Pg {
     }
 }
 
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(e) = psql(&format!("{}/postgres", self.root), &drop) {
-            eprintln!("could not drop test database {}: {e}", self.name);
+/// A throwaway `redis-server` on a free port, or `None` after one line when it is not
+/// installed (and not required).
+fn redis() -> Option<ThrowawayRedis> {
+    match ThrowawayRedis::start() {
+        Ok(redis) => Some(redis),
+        Err(e) if e.is_missing() => {
+            skip("NATTER_REQUIRE_REDIS", &e.to_string());
+            None
         }
-    }
-}
-
-/// A throwaway `redis-server` on a free port, killed when this goes.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = child else {
-            skip(
-                "NATTER_REQUIRE_REDIS",
-                "redis-server is not installed (apt-get install redis-server)",
-            );
-            return None;
-        };
-        let redis = Redis {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !redis.answers() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(redis)
-    }
-
-    /// PING, over a plain socket.
-    fn answers(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut reply = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok()
-            && s.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -216,7 +136,7 @@ async fn an_instance_killed_under_load_loses_nothing_and_its_clients_carry_on() 
     let Some(pg) = Pg::create() else {
         return;
     };
-    let Some(redis) = Redis::start() else {
+    let Some(redis) = redis() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -268,7 +188,7 @@ async fn an_instance_killed_under_load_loses_nothing_and_its_clients_carry_on() 
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let certs = common::certs::generate(&dir.path().join("pki"), "cluster");
+    let certs = natter_testkit::certs::generate(&dir.path().join("pki"), "cluster");
     let port = free_port();
     let upstreams: Vec<&str> = nodes.iter().map(|n| n.server.addr.as_str()).collect();
     let site = site_config(&upstreams, port, &certs.cert, &certs.key);

@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is the failure report
 
 mod common {
-    pub mod certs;
     pub mod cli;
     pub mod client;
     pub mod nginx;
@@ -32,7 +31,7 @@ async fn chat_through_nginx_with_deploy_conf() {
         &dir.path().join("chat.db"),
         &["--trusted-proxy", "127.0.0.1"],
     );
-    let certs = common::certs::generate(&dir.path().join("pki"), "nginx");
+    let certs = natter_testkit::certs::generate(&dir.path().join("pki"), "nginx");
     let port = free_port();
     let site = site_config(&[server.addr.as_str()], port, &certs.cert, &certs.key);
     let nginx_dir = dir.path().join("nginx");

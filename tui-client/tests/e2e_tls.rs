@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic is the failure report
 
 mod common {
-    pub mod certs;
     pub mod cli;
     pub mod client;
     pub mod server;
@@ -37,8 +36,8 @@ fn assert_untrusted(o: &Output) {
     );
 }
 
-fn tls_server(dir: &Path) -> (Server, common::certs::Certs) {
-    let certs = common::certs::generate(&dir.join("pki"), "one");
+fn tls_server(dir: &Path) -> (Server, natter_testkit::certs::CertFiles) {
+    let certs = natter_testkit::certs::generate(&dir.join("pki"), "one");
     let server = Server::start_tls(&dir.join("chat.db"), &certs.cert, &certs.key);
     (server, certs)
 }
@@ -158,7 +157,7 @@ fn plain_http_off_this_machine_is_warned_about() {
 #[test]
 fn a_ca_certificate_serving_as_the_server_is_named_as_such() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = common::certs::generate_self_signed_ca(&dir.path().join("pki"));
+    let certs = natter_testkit::certs::generate_self_signed_ca(&dir.path().join("pki"));
     let server = Server::start_tls(&dir.path().join("chat.db"), &certs.cert, &certs.key);
     let a = dir.path().join("a");
     let ca = certs.ca.to_str().unwrap();

@@ -3,22 +3,33 @@
 //! another), dropped at the end, panics included, touching no other database. Without a
 //! PostgreSQL, [`TestDb::create`] says so in one line and the test passes, unless
 //! `NATTER_REQUIRE_POSTGRES` is set (`.ci/run` sets it), where that is a failure.
+//!
+//! The database's name and its create and drop statements are natter-testkit's
+//! ([`TestDatabase`], the one copy the client's tests and the bench use too); here they run
+//! over tokio-postgres, as every query of these tests does, so the server's tests need no
+//! `psql`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use natter_testkit::ServiceError;
+use natter_testkit::pg::{Runner, TestDatabase};
 
 use super::{TestServer, WAIT};
 
 /// The PostgreSQL server the tests use, without a database name.
 pub fn pg_root() -> String {
-    std::env::var("NATTER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    natter_testkit::pg::root_from_env("NATTER_TEST_POSTGRES_URL")
 }
 
 /// Runs `sql` on database `db` over a connection of its own, on a runtime and thread of its
 /// own (so it works from `Drop` and from inside a test's runtime alike).
 pub fn run_sql(db: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
-    let url = format!("{}/{db}", pg_root());
+    run_sql_at(&format!("{}/{db}", pg_root()), sql)
+}
+
+/// [`run_sql`] on the database at `url`.
+fn run_sql_at(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    let url = url.to_owned();
     let sql = sql.to_owned();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -54,25 +65,17 @@ pub fn run_sql(db: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> 
 
 /// A database of this test's own, dropped (its connections too) when this goes.
 pub struct TestDb {
-    pub name: String,
+    db: TestDatabase,
 }
 
 impl TestDb {
     /// A fresh, empty database; `None` (after one line saying why) when there is no
     /// PostgreSQL to run on and this is not CI.
     pub fn create() -> Option<TestDb> {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "natter_test_{}_{nanos}_{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        match run_sql("postgres", &format!("CREATE DATABASE {name}")) {
-            Ok(_) => Some(TestDb { name }),
+        let run: Runner =
+            Box::new(|url, sql| run_sql_at(url, sql).map(drop).map_err(ServiceError::Failed));
+        match TestDatabase::create_with(&pg_root(), "natter_test", run) {
+            Ok(db) => Some(TestDb { db }),
             // .ci/run sets it (as it does NATTER_REQUIRE_NGINX), so CI cannot skip these.
             Err(e) if std::env::var_os("NATTER_REQUIRE_POSTGRES").is_some() => {
                 panic!(
@@ -90,13 +93,17 @@ impl TestDb {
         }
     }
 
+    pub fn name(&self) -> &str {
+        self.db.name()
+    }
+
     pub fn url(&self) -> String {
-        format!("{}/{}", pg_root(), self.name)
+        self.db.url()
     }
 
     /// Rows of `sql` run in this database, as text.
     pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        run_sql(&self.name, sql).unwrap()
+        run_sql(self.name(), sql).unwrap()
     }
 
     /// Closes every connection to this database (only this one) and, with `allow` false,
@@ -108,7 +115,8 @@ impl TestDb {
                 "ALTER DATABASE {} ALLOW_CONNECTIONS {allow}; \
                  SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                  WHERE datname = '{}' AND pid <> pg_backend_pid();",
-                self.name, self.name
+                self.name(),
+                self.name()
             ),
         )
         .unwrap();
@@ -121,18 +129,6 @@ impl TestDb {
         let mut all = vec!["--db", url.as_str()];
         all.extend_from_slice(args);
         TestServer::start_plain(&all)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // WITH (FORCE): servers of a failed test may still be connected.
-        if let Err(e) = run_sql(
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        ) {
-            eprintln!("could not drop test database {}: {e}", self.name);
-        }
     }
 }
 

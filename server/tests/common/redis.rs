@@ -5,14 +5,16 @@
 //!   end (pub/sub ignores database numbers, so the prefix is what keeps runs apart). With
 //!   nothing on that port, a throwaway one as below;
 //! - [`TestBus::own`]: a throwaway `redis-server` on a free port, with no persistence, that
-//!   the test may stop and start again (killed by PID at the end).
+//!   the test may stop and start again (killed at the end): natter-testkit's
+//!   [`ThrowawayRedis`], the one copy the client's tests and the bench use too.
 //!
 //! Without either, the test says what to install in one line and passes, unless
 //! `NATTER_REQUIRE_REDIS` is set (`.ci/run` sets it), where that is a failure.
 
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use natter_testkit::ServiceError;
+use natter_testkit::redis::ThrowawayRedis;
 
 /// A Redis and a prefix for one test.
 pub struct TestBus {
@@ -21,20 +23,11 @@ pub struct TestBus {
     /// This test's key and channel prefix.
     pub prefix: String,
     /// The throwaway server, for [`TestBus::own`].
-    server: Option<(Child, u16, tempfile::TempDir)>,
+    server: Option<ThrowawayRedis>,
 }
 
 fn unique_prefix() -> String {
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "natter_test_{}_{nanos}_{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
+    natter_testkit::unique_name("natter_test")
 }
 
 fn skip_or_fail(why: &str) -> Option<TestBus> {
@@ -79,49 +72,32 @@ impl TestBus {
 
     /// A `redis-server` of this test's own, on a free port.
     pub fn own() -> Option<TestBus> {
-        let probe = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status();
-        if !probe.is_ok_and(|s| s.success()) {
-            return skip_or_fail("redis-server is not installed");
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = spawn_redis(port, dir.path());
-        let bus = TestBus {
-            url: format!("redis://127.0.0.1:{port}"),
-            prefix: unique_prefix(),
-            server: Some((child, port, dir)),
+        let server = match ThrowawayRedis::start() {
+            Ok(server) => server,
+            Err(ServiceError::Missing(_)) => return skip_or_fail("redis-server is not installed"),
+            Err(e) => panic!("{e}"),
         };
-        bus.wait_until_up();
-        Some(bus)
-    }
-
-    fn wait_until_up(&self) {
-        let deadline = Instant::now() + super::WAIT;
-        while !answers(&self.url) {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Some(TestBus {
+            url: server.url(),
+            prefix: unique_prefix(),
+            server: Some(server),
+        })
     }
 
     /// Stops the throwaway server (SIGKILL: Redis gone without a word).
     pub fn stop(&mut self) {
-        let (child, _, _) = self.server.as_mut().expect("only an own server can stop");
-        let _ = child.kill();
-        let _ = child.wait();
+        self.server
+            .as_mut()
+            .expect("only an own server can stop")
+            .stop();
     }
 
     /// Starts the throwaway server again on the same port.
     pub fn start_again(&mut self) {
-        let (child, port, dir) = self.server.as_mut().expect("only an own server can start");
-        *child = spawn_redis(*port, dir.path());
-        self.wait_until_up();
+        let server = self.server.as_mut().expect("only an own server can start");
+        if let Err(e) = server.start_again() {
+            panic!("{e}");
+        }
     }
 
     /// The flags that put a natter-server on this bus.
@@ -135,42 +111,25 @@ impl TestBus {
     }
 }
 
-fn spawn_redis(port: u16, dir: &std::path::Path) -> Child {
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 impl Drop for TestBus {
     fn drop(&mut self) {
-        match &mut self.server {
-            Some((child, _, _)) => {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            None => {
-                // Only this test's keys: those under its prefix.
-                let Ok(client) = redis::Client::open(self.url.as_str()) else {
-                    return;
-                };
-                let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1))
-                else {
-                    return;
-                };
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{}:*", self.prefix))
-                    .query(&mut conn)
-                    .unwrap_or_default();
-                if !keys.is_empty() {
-                    let _ = redis::cmd("DEL").arg(keys).query::<()>(&mut conn);
-                }
-            }
+        // An own server is killed, reaped and its directory removed as it drops.
+        if self.server.is_some() {
+            return;
+        }
+        // Only this test's keys: those under its prefix.
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _ = redis::cmd("DEL").arg(keys).query::<()>(&mut conn);
         }
     }
 }
