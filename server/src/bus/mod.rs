@@ -24,7 +24,8 @@
 //!
 //! Layout: this file (the feed, the bus's state for `/readyz` and metrics, and what
 //! `--bus` names), `presence` (who is online on the other instances: pure bookkeeping),
-//! `redis` (the tasks that talk to Redis).
+//! `redis` (the tasks that talk to Redis: the publisher, the subscriber and its reconnect
+//! loop, gap filling, this instance's presence entry, and the wire codec they share).
 
 mod presence;
 mod redis;
