@@ -1,5 +1,5 @@
 //! The subscriber: the pub/sub connection and its reconnect loop, Redis's state (logged once
-//! each way, not per outage message), and what each channel's messages do here — batches to
+//! each way, not per message), and what each channel's messages do here — batches to
 //! the gap filler (`gaps`), revoked tokens forgotten, presence events on to the presence task.
 
 use std::sync::Arc;
