@@ -13,224 +13,47 @@
 //! fan-out: the bus's feed (`crate::bus::Feed`) implements it, and the store never learns
 //! whether a hub, a Redis channel or both are behind it.
 //!
-//! Layout: `target` (what `--db` names: a file or a `postgres://` URL), `sqlite` (the file,
+//! Layout: this file (the [`Store`] handle: its write methods, which queue a [`Write`], and
+//! its reads, which go to the backend; the writer's handle; test hooks), `sink` (the
+//! [`CommitSink`] seam), `error` ([`StoreError`]), `model` (users, outcomes, history
+//! queries), `write` (the write queue's items), `stored` (a stored message's columns, read
+//! back), `target` (what `--db` names: a file or a `postgres://` URL), `sqlite` (the file,
 //! its writer thread, its migrations, its lock), `postgres` (the database, its writer task,
 //! its migrations), `migrate` (copying a SQLite database into PostgreSQL), `health` (whether
 //! writes can commit now; read through [`Store::condition`]).
 
+mod error;
 mod health;
 mod migrate;
+mod model;
 mod postgres;
+mod sink;
 mod sqlite;
+mod stored;
 mod target;
+mod write;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use natter_shared::protocol::SendMessage;
-use natter_shared::{ClientId, Message, MessageId, Timestamp, Username};
+use natter_shared::{Message, MessageId, Username};
 use tokio::sync::{mpsc, oneshot};
 
+pub use error::StoreError;
 pub use health::Condition;
 pub use migrate::{Copied, sqlite_to_postgres};
+pub use model::{HistoryQuery, RegisterOutcome, SendOutcome, User, UserId, UserRecord};
+pub use sink::{CommitSink, OnCommit};
+pub(crate) use stored::StoredMessage;
 pub use target::{DbTarget, PgTarget, TargetError};
+use write::Reply;
+pub(crate) use write::Write;
 
 /// Writes that may wait for the writer before senders feel backpressure.
 const WRITE_QUEUE: usize = 8192;
 
 /// Most writes in one transaction: bounds how long the first of them waits.
 const MAX_BATCH: usize = 2048;
-
-/// Where committed messages go: what the writers tell fan-out, and ask of it. Called on the
-/// writer (a thread or a task), so no method may block.
-pub trait CommitSink: Send + Sync + 'static {
-    /// The newest message in the store when it opened, before the writer starts: delivery
-    /// begins after it.
-    fn stored_up_to(&self, id: MessageId);
-    /// The newest id already delivered to this instance's connections. A PostgreSQL writer
-    /// that finds the counter past it reads the messages in between and hands them to
-    /// [`found`](Self::found) first.
-    fn delivered(&self) -> MessageId;
-    /// Messages committed earlier, in id order, found only now: by another instance on the
-    /// same database, or by one of this writer's batches whose COMMIT answer was lost.
-    fn found(&self, messages: &[Message]);
-    /// A batch's new messages, in id order, just committed by this writer, before its senders
-    /// are answered.
-    fn committed(&self, messages: &[Message]);
-}
-
-/// The writers' handle on the sink.
-pub type OnCommit = Arc<dyn CommitSink>;
-
-/// A storage failure. Never the client's fault.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// SQLite said no. The cause is the source, not in the message, so a chain prints it once.
-    #[error("database error")]
-    Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL said no (a statement failed; its connection is fine). The cause is the
-    /// source, as above.
-    #[error("database error")]
-    Postgres(#[from] tokio_postgres::Error),
-    /// The file could not be opened or is not a natter database.
-    #[error("cannot open database {path}: {reason}")]
-    Open {
-        /// The file.
-        path: PathBuf,
-        /// Why, in words for the person starting the server.
-        reason: String,
-    },
-    /// The PostgreSQL database could not be reached or used at start.
-    #[error("cannot use database {target}: {reason}")]
-    Connect {
-        /// The URL, without its password.
-        target: String,
-        /// Why, in words for the person starting the server.
-        reason: String,
-    },
-    /// Another natter-server holds the database's lock file. Two servers on one file would
-    /// each fan out only their own commits, so clients of one never see the other's.
-    #[error("cannot open database {path}: another natter-server is using it ({holder})")]
-    InUse {
-        /// The database file.
-        path: PathBuf,
-        /// "pid N", as the holder wrote it into the lock file.
-        holder: String,
-    },
-    /// The lock file beside the database could not be created or locked.
-    #[error("cannot create or lock {path} (is its directory read-only?)")]
-    Lock {
-        /// `<db>.lock`.
-        path: PathBuf,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The database was written by a newer natter-server.
-    #[error(
-        "database {db} has schema version {found}, newer than this server's {known}; upgrade natter-server"
-    )]
-    TooNew {
-        /// The file, or the URL without its password.
-        db: String,
-        /// Its schema version.
-        found: i64,
-        /// Ours.
-        known: usize,
-    },
-    /// The disk holding the database (or its page limit) is full; nothing in this write was
-    /// stored. The writer logs the cause once.
-    #[error("database is full")]
-    Full,
-    /// The database cannot be written (its file deleted or replaced, an I/O error, PostgreSQL
-    /// out of reach); nothing in this write was stored. The writer logs the cause once.
-    #[error("database cannot be written")]
-    Unavailable,
-    /// The batch this write was in failed to commit; nothing in it was stored.
-    #[error("commit failed: {0}")]
-    CommitFailed(String),
-    /// A stored value no longer passes validation (a row edited by hand).
-    #[error("stored value is invalid: {0}")]
-    BadRow(String),
-    /// The writer is gone (shutting down).
-    #[error("store is closed")]
-    Closed,
-    /// A blocking read task failed.
-    #[error("read task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
-}
-
-/// A user's row id. Never leaves the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UserId(pub i64);
-
-/// An authenticated user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// Row id.
-    pub id: UserId,
-    /// Name as registered.
-    pub username: Username,
-}
-
-/// A user with the password hash, for login.
-#[derive(Debug, Clone)]
-pub struct UserRecord {
-    /// Who.
-    pub user: User,
-    /// argon2 PHC string.
-    pub password_hash: String,
-}
-
-/// What happened to a send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendOutcome {
-    /// Stored now (and already handed to the [`CommitSink`]).
-    Stored(Message),
-    /// This sender used this client_id before: the earlier message, nothing new stored.
-    Duplicate(Message),
-    /// The receiver does not exist; nothing stored.
-    UnknownReceiver(String),
-}
-
-/// What happened to a registration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegisterOutcome {
-    /// Created, with its first token.
-    Created(User),
-    /// The name (ignoring case) exists.
-    Taken,
-}
-
-/// Which slice of the visible history to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryQuery {
-    /// Only ids greater than this.
-    pub after: Option<MessageId>,
-    /// Only ids less than this.
-    pub before: Option<MessageId>,
-    /// At most this many; with no `after`, the newest ones.
-    pub limit: usize,
-}
-
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// One queued write, for whichever writer the store has.
-pub(crate) enum Write {
-    Message {
-        sender: User,
-        message: SendMessage,
-        reply: Reply<SendOutcome>,
-    },
-    Register {
-        username: Username,
-        password_hash: String,
-        token_hash: [u8; 32],
-        reply: Reply<RegisterOutcome>,
-    },
-    AddToken {
-        user: UserId,
-        token_hash: [u8; 32],
-        reply: Reply<()>,
-    },
-    RemoveToken {
-        token_hash: [u8; 32],
-        reply: Reply<()>,
-    },
-}
-
-impl Write {
-    /// Answers this write's caller with `e` (a caller that stopped waiting is no error).
-    fn fail(self, e: StoreError) {
-        match self {
-            Write::Message { reply, .. } => drop(reply.send(Err(e))),
-            Write::Register { reply, .. } => drop(reply.send(Err(e))),
-            Write::AddToken { reply, .. } | Write::RemoveToken { reply, .. } => {
-                drop(reply.send(Err(e)))
-            }
-        }
-    }
-}
 
 /// The writer's end: once every [`Store`] clone is dropped, the writer finishes what is
 /// queued and this completes.
@@ -264,32 +87,6 @@ pub struct Store {
 enum Reads {
     Sqlite(sqlite::Reads),
     Postgres(postgres::Reads),
-}
-
-/// A message's columns as both backends store them (the time as Unix milliseconds), read
-/// back: [`StoredMessage::into_message`] is the one place they become a [`Message`] again.
-pub(crate) struct StoredMessage {
-    pub id: i64,
-    pub sender: String,
-    pub receiver: Option<String>,
-    pub text: String,
-    pub created_ms: i64,
-    pub client_id: Option<String>,
-}
-
-impl StoredMessage {
-    /// The message. Values were validated before they were stored, so one that no longer
-    /// parses means a row edited by hand, which each backend reports as a bad row.
-    pub fn into_message(self) -> Result<Message, natter_shared::ValidationError> {
-        Ok(Message {
-            id: MessageId(self.id),
-            sender_username: Username::parse(&self.sender)?,
-            receiver_username: self.receiver.as_deref().map(Username::parse).transpose()?,
-            text: self.text,
-            created_at: Timestamp::from_unix_millis(self.created_ms),
-            client_id: self.client_id.as_deref().map(ClientId::parse).transpose()?,
-        })
-    }
 }
 
 /// Faults a test can ask the store for; [`Default`] is none.
@@ -490,32 +287,5 @@ impl Store {
             Reads::Sqlite(r) => r.newest_id().await,
             Reads::Postgres(r) => r.newest_id().await,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(sender: &str, client_id: Option<&str>) -> StoredMessage {
-        StoredMessage {
-            id: 7,
-            sender: sender.to_owned(),
-            receiver: Some("bob".to_owned()),
-            text: "hi".to_owned(),
-            created_ms: 1_700_000_000_000,
-            client_id: client_id.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn stored_rows_become_messages_or_bad_rows() {
-        let m = row("alice", Some("c-1")).into_message().unwrap();
-        assert_eq!(m.id, MessageId(7));
-        assert_eq!(m.receiver_username.unwrap().as_str(), "bob");
-        assert_eq!(m.created_at.unix_millis(), 1_700_000_000_000);
-        // A row edited by hand is an error, never a panic or a message that breaks the rules.
-        assert!(row("not a name!", None).into_message().is_err());
-        assert!(row("alice", Some("")).into_message().is_err());
     }
 }

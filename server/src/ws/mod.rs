@@ -3,7 +3,8 @@
 //! connection).
 //!
 //! - [`connection`]: one socket's life: replay, ready, then frames both ways until it closes;
-//!   catching up when it falls behind.
+//!   catching up when it falls behind (`connection::catch_up`); the client's frames admitted
+//!   (`connection::admit`); how it ends (`connection::close`).
 //! - [`outgoing`]: the sending half: a deadline on every write, the cursor that keeps each
 //!   message to once.
 //! - [`linger`]: after the server's close frame, discard what the peer still sends, so the

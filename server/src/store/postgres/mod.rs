@@ -10,7 +10,8 @@
 //! put it behind a TLS tunnel otherwise.
 //!
 //! Layout: `schema` (whose database this is, migrations under an advisory lock), `writer`
-//! (the group-committing task, message ids from a counter row), `import` (writing a copied
+//! (the group-committing task and its batch loop; the SQL of each write, in `writer::apply`;
+//! message ids from a counter row), `import` (writing a copied
 //! database in, for `migrate`).
 
 pub(super) mod import;

@@ -3,9 +3,13 @@
 
 use std::sync::Mutex;
 
+use natter_shared::Username;
+use natter_shared::protocol::SendMessage;
 use tokio::sync::oneshot;
 
+use super::apply::insert_user;
 use super::*;
+use crate::store::User;
 use crate::store::sqlite::{OpenFlags, configure, connect, schema};
 
 /// A writer on a fresh database in `dir`, with one user; `on_commit` records texts.

@@ -29,14 +29,23 @@
 //! The loop is generic over the socket (a WebSocket stream and sink that can [`Linger`]),
 //! but the server gives it one kind: tungstenite's `WebSocketStream` over the upgraded
 //! connection. The tests reach it through real sockets.
+//!
+//! Layout: this file (the [`Connection`], [`run`], and the session loop that `select!`s
+//! over shutdown, lag, commits, the queue, the client's frames and pings), `catch_up`
+//! (pages of what was missed, from the hub or the store; the lagging gauge), `admit` (the
+//! client's frames admitted and sent to the store; refusals and duplicates answered),
+//! `close` (why the loop ended, its close frame and metric label).
 
-use std::pin::Pin;
+mod admit;
+mod catch_up;
+mod close;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::FuturesOrdered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use natter_shared::{ClientFrame, ErrorBody, ErrorCode, MessageId, ServerFrame};
+use natter_shared::{ErrorCode, MessageId, ServerFrame};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -44,12 +53,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tracing::Instrument;
 
+use self::admit::{Pending, admit_frame, error_frame, outcome_frame};
+use self::catch_up::{Feed, LagGauge, catch_up_step};
+use self::close::{End, close_label, protocol_close_reason};
 use super::linger::Linger;
-use super::outgoing::{Outgoing, WriteError};
-use crate::error::ServerError;
-use crate::hub::{CatchUp, Outbound, Subscription};
+use super::outgoing::Outgoing;
+use crate::hub::{Outbound, Subscription};
 use crate::state::AppState;
-use crate::store::{HistoryQuery, SendOutcome, StoreError, User};
+use crate::store::{SendOutcome, User};
 
 /// Sends one connection may have waiting for their commit before we stop reading its frames.
 const MAX_IN_FLIGHT: usize = 256;
@@ -75,30 +86,6 @@ pub struct Connection {
     pub state: Arc<AppState>,
     /// Held for the connection's life: its slot in all and for its user.
     pub _permit: crate::limits::WsPermit,
-}
-
-/// A send waiting for its commit: its client_id, the outcome, and how long it took.
-type Pending = Pin<
-    Box<dyn Future<Output = (Option<String>, Result<SendOutcome, StoreError>, Duration)> + Send>,
->;
-
-/// Why the loop ended.
-enum End {
-    ClientClosed,
-    Error,
-    Close(CloseCode, &'static str),
-}
-
-impl From<WriteError> for End {
-    fn from(e: WriteError) -> End {
-        match e {
-            WriteError::Closed => End::Error,
-            WriteError::TimedOut => End::Close(
-                CloseCode::Policy,
-                "write timeout: the connection accepted no data for too long; reconnect with ?after=<last id>",
-            ),
-        }
-    }
 }
 
 /// Runs the connection to its end.
@@ -164,15 +151,6 @@ where
         }
         End::Error => tracing::info!("connection lost"),
     }
-}
-
-/// Where this connection's messages come from right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Feed {
-    /// From the hub's queue.
-    Live,
-    /// From [`Hub::catch_up`](crate::hub::Hub::catch_up) (and the store), after the cursor.
-    CatchingUp,
 }
 
 /// Steps 2 and 3: replay, `ready`, then the main loop.
@@ -375,212 +353,5 @@ where
                 }
             }
         }
-    }
-}
-
-/// One step of catching up: a page of what we missed after the cursor, from the hub's
-/// recent frames, or from the store when those no longer reach back far enough. The hub's
-/// last page returns us to live delivery, with the presence changes missed (for the caller
-/// to send after `ready`).
-async fn catch_up_step<K>(
-    out: &mut Outgoing<'_, K>,
-    conn: &Connection,
-    sub: &Subscription,
-) -> Result<(Feed, Vec<Outbound>), End>
-where
-    K: Sink<WsMessage, Error = WsError> + Unpin,
-{
-    let hub = &conn.state.hub;
-    let mut missed_presence = Vec::new();
-    let next = match hub.catch_up(&conn.user.username, sub.id, out.cursor, STORE_PAGE) {
-        CatchUp::Recent {
-            frames,
-            presence,
-            through,
-            caught_up,
-        } => {
-            out.arm();
-            for f in frames {
-                out.feed_queued(f).await?;
-            }
-            out.cursor = out.cursor.max(through);
-            missed_presence = presence;
-            if caught_up {
-                Feed::Live
-            } else {
-                Feed::CatchingUp
-            }
-        }
-        CatchUp::Store { complete_after } => {
-            let q = HistoryQuery {
-                after: Some(out.cursor),
-                before: None,
-                limit: STORE_PAGE,
-            };
-            let page = match conn.state.store.visible_messages(conn.user.id, q).await {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::error!(error = %crate::error::Chain(&e), "reading missed messages failed");
-                    return Err(End::Close(
-                        CloseCode::Error,
-                        "server error while sending history; reconnect",
-                    ));
-                }
-            };
-            // Armed after the read: a slow read is not the client's fault.
-            out.arm();
-            for m in &page {
-                out.feed_stored(m).await?;
-            }
-            // A short page: nothing more we may see was committed when it was read, and
-            // everything up to `complete_after` was committed before that.
-            if page.len() < STORE_PAGE {
-                out.cursor = out.cursor.max(complete_after);
-            }
-            Feed::CatchingUp
-        }
-    };
-    out.flush().await?;
-    Ok((next, missed_presence))
-}
-
-/// Counts this connection in the lagging gauge while it catches up after falling behind
-/// (the replay at connect is not a lag), and out again however the session ends.
-struct LagGauge {
-    gauge: metrics::Gauge,
-    catch_ups: metrics::Counter,
-    lagging: bool,
-}
-
-impl LagGauge {
-    fn new(m: &crate::metrics::Metrics) -> Self {
-        LagGauge {
-            gauge: m.lagging.clone(),
-            catch_ups: m.catch_ups.clone(),
-            lagging: false,
-        }
-    }
-
-    fn start(&mut self) {
-        if !self.lagging {
-            self.lagging = true;
-            self.gauge.increment(1.0);
-            self.catch_ups.increment(1);
-        }
-    }
-
-    fn end(&mut self) {
-        if self.lagging {
-            self.lagging = false;
-            self.gauge.decrement(1.0);
-        }
-    }
-}
-
-impl Drop for LagGauge {
-    fn drop(&mut self) {
-        self.end();
-    }
-}
-
-/// Why a connection ended, as a metric label.
-fn close_label(end: &End) -> &'static str {
-    match end {
-        End::ClientClosed => "client_closed",
-        End::Error => "lost",
-        End::Close(code, reason) => match u16::from(*code) {
-            1001 if reason.starts_with("server shutting") => "shutdown",
-            1001 => "idle",
-            1002 => "protocol_error",
-            1007 => "invalid_utf8",
-            1008 if reason.starts_with("write timeout") => "write_timeout",
-            1008 => "token_revoked",
-            1009 => "too_big",
-            1011 => "server_error",
-            _ => "other",
-        },
-    }
-}
-
-/// Decodes and checks a text frame; on success it is queued for storage and the returned
-/// future resolves once it is committed. On failure, the error frame to send.
-async fn admit_frame(conn: &Connection, bytes: &[u8]) -> Result<Pending, WsMessage> {
-    let state = &conn.state;
-    let ClientFrame::ChatMessage(message) = ClientFrame::decode(bytes, state.config.max_text_chars)
-        .map_err(|e| error_frame(e.error.code, &e.error.message, e.client_id))?;
-    let client_id = message.client_id.as_ref().map(|c| c.to_string());
-    if let Err(e) = state.admit(&conn.user, &message) {
-        crate::metrics::count_refusal(&e);
-        return Err(server_error_frame(&e, client_id));
-    }
-    let started = Instant::now();
-    match state.store.send_pipelined(conn.user.clone(), message).await {
-        Ok(rx) => Ok(Box::pin(async move {
-            let outcome = rx.await.unwrap_or(Err(StoreError::Closed));
-            (client_id, outcome, started.elapsed())
-        })),
-        Err(e) => Err(server_error_frame(&ServerError::Store(e), client_id)),
-    }
-}
-
-/// The frame to send this connection once its send is committed, if any: a stored message
-/// is echoed through the hub, so only duplicates and refusals are answered here.
-fn outcome_frame(
-    client_id: Option<String>,
-    outcome: Result<SendOutcome, StoreError>,
-) -> Option<WsMessage> {
-    match outcome {
-        Ok(SendOutcome::Stored(_)) => None,
-        Ok(SendOutcome::Duplicate(m)) => {
-            Some(WsMessage::text(ServerFrame::encode_chat_message(&m)))
-        }
-        Ok(SendOutcome::UnknownReceiver(name)) => Some(server_error_frame(
-            &ServerError::UnknownReceiver(name),
-            client_id,
-        )),
-        Err(StoreError::Closed) => Some(server_error_frame(&ServerError::ShuttingDown, client_id)),
-        Err(e) => Some(server_error_frame(&ServerError::Store(e), client_id)),
-    }
-}
-
-/// The error frame for `e`; a server fault's detail is logged here.
-fn server_error_frame(e: &ServerError, client_id: Option<String>) -> WsMessage {
-    e.log_fault();
-    let body = e.body();
-    error_frame(body.code, &body.message, client_id)
-}
-
-fn error_frame(code: ErrorCode, message: &str, client_id: Option<String>) -> WsMessage {
-    tracing::debug!(%code, message, "frame refused");
-    WsMessage::text(
-        ServerFrame::Error {
-            error: ErrorBody::new(code, message),
-            client_id,
-        }
-        .encode(),
-    )
-}
-
-/// The reason in the 1002 close frame for a frame that broke RFC 6455. A close reason must
-/// fit in 123 bytes, and `End::Close` carries a `&'static str`, so each is a fixed sentence.
-fn protocol_close_reason(e: &ProtocolError) -> &'static str {
-    match e {
-        ProtocolError::UnmaskedFrameFromClient => "protocol error: client frames must be masked",
-        ProtocolError::NonZeroReservedBits => {
-            "protocol error: reserved bits set, but no extension was negotiated"
-        }
-        ProtocolError::UnknownDataFrameType(_)
-        | ProtocolError::UnknownControlFrameType(_)
-        | ProtocolError::InvalidOpcode(_) => "protocol error: unknown opcode",
-        ProtocolError::FragmentedControlFrame => "protocol error: fragmented control frame",
-        ProtocolError::ControlFrameTooBig => "protocol error: control frame payload over 125 bytes",
-        ProtocolError::UnexpectedContinueFrame => {
-            "protocol error: continuation frame with no message to continue"
-        }
-        ProtocolError::ExpectedFragment(_) => {
-            "protocol error: new message before the last fragment of the previous one"
-        }
-        ProtocolError::InvalidCloseSequence => "protocol error: invalid close frame payload",
-        _ => "protocol error",
     }
 }
