@@ -328,3 +328,6 @@ fn answer(w: Write, d: Option<Done>) {
         (w, _) => w.fail(StoreError::CommitFailed("write was not applied".into())),
     }
 }
+
+#[cfg(test)]
+mod tests;
