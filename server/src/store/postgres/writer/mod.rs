@@ -107,6 +107,20 @@ impl Writer {
         }
     }
 
+    /// Hands the sink what was committed but never delivered here (by another instance, or
+    /// by a batch whose COMMIT answer was lost), before anything newer.
+    fn hand_over(&self, missed: &[Message]) {
+        if !missed.is_empty() {
+            // Debug, not warn: with several instances and no bus, every batch of the others
+            // lands here.
+            tracing::debug!(
+                count = missed.len(),
+                "found messages committed elsewhere or by a lost answer"
+            );
+            self.on_commit.found(missed);
+        }
+    }
+
     /// The write connection, connecting if there is none; the reason if there cannot be one.
     async fn take_client(&mut self) -> Result<Conn, String> {
         if let Some(conn) = self.client.take()
@@ -152,15 +166,7 @@ impl Writer {
         match checked {
             Ok(Ok(missed)) => {
                 self.client = Some(client);
-                if !missed.is_empty() {
-                    // Debug, not warn: with several instances and no bus, every batch of
-                    // the others lands here.
-                    tracing::debug!(
-                        count = missed.len(),
-                        "found messages committed elsewhere or by a lost answer"
-                    );
-                    self.on_commit.found(&missed);
-                }
+                self.hand_over(&missed);
                 // Only a lost database is healed by an answer; a full disk is healed by a
                 // write that fits.
                 if self.health.get() == Condition::Failing {
@@ -213,13 +219,7 @@ impl Writer {
         match applied {
             Ok(Ok((done, missed))) => {
                 self.client = Some(client);
-                if !missed.is_empty() {
-                    tracing::debug!(
-                        count = missed.len(),
-                        "found messages committed elsewhere or by a lost answer"
-                    );
-                    self.on_commit.found(&missed);
-                }
+                self.hand_over(&missed);
                 let own: Vec<Message> = done
                     .iter()
                     .filter_map(|d| match d {
