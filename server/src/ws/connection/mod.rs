@@ -88,28 +88,30 @@ pub struct Connection {
     pub _permit: crate::limits::WsPermit,
 }
 
-/// Runs the connection to its end.
-pub async fn run<S>(ws: S, conn: Connection)
-where
+/// What the loop runs on: a WebSocket stream and sink that can [`Linger`] (the real
+/// socket, or a test's).
+pub trait Socket:
+    Stream<Item = Result<WsMessage, WsError>> + Sink<WsMessage, Error = WsError> + Linger + Unpin + Send
+{
+}
+
+impl<S> Socket for S where
     S: Stream<Item = Result<WsMessage, WsError>>
         + Sink<WsMessage, Error = WsError>
         + Linger
         + Unpin
-        + Send,
+        + Send
 {
+}
+
+/// Runs the connection to its end.
+pub async fn run<S: Socket>(ws: S, conn: Connection) {
     let span =
         tracing::info_span!("ws", user = %conn.user.username, conn_id = tracing::field::Empty);
     run_inner(ws, conn).instrument(span).await;
 }
 
-async fn run_inner<S>(ws: S, conn: Connection)
-where
-    S: Stream<Item = Result<WsMessage, WsError>>
-        + Sink<WsMessage, Error = WsError>
-        + Linger
-        + Unpin
-        + Send,
-{
+async fn run_inner<S: Socket>(ws: S, conn: Connection) {
     let state = Arc::clone(&conn.state);
     let user = conn.user.clone();
     // A replay begins as a catch-up: nothing is queued for it until it has caught up.
